@@ -1,0 +1,296 @@
+"""The system of record in the desk's own database (SQLite file or memory, PostgreSQL).
+
+Exactly once, even across processes: an action first inserts its ledger row (the idempotency
+key is the primary key), then changes the record under a row lock, then writes the facts into
+the ledger row, all in one transaction. A crash leaves both or neither. A concurrent caller with
+the same key blocks on the key until the first commits, gets an ``IntegrityError`` and returns
+the recorded facts instead. Two different keys on the same record serialise on the row lock
+(``SELECT ... FOR UPDATE`` on PostgreSQL, the single writer on SQLite), so a charge is never
+refunded twice.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from datetime import datetime
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, ProgrammingError
+from sqlalchemy.pool import StaticPool
+from sqlmodel import Session, col, select
+
+from deskline.agents.backend import rules
+from deskline.agents.backend.port import ActionRejected, BackendUnavailable
+from deskline.agents.backend.records import (
+    ActionName,
+    Charge,
+    Clock,
+    Component,
+    Customer,
+    Facts,
+    Incident,
+    Invoice,
+    LedgerEntry,
+    Payment,
+)
+from deskline.agents.backend.seed import DEMO_SEED, Seed, demo_clock
+from deskline.agents.backend.tables import (
+    SOR_METADATA,
+    ChargeRow,
+    CustomerRow,
+    IncidentRow,
+    InvoiceRow,
+    LedgerRow,
+    PaymentRow,
+    SeedRow,
+    charge_record,
+    charge_row,
+    customer_record,
+    customer_row,
+    incident_record,
+    incident_row,
+    invoice_record,
+    invoice_row,
+    ledger_record,
+    payment_record,
+    payment_row,
+)
+from deskline.eventlog.database import make_engine
+
+Change = Callable[[Session, datetime], Facts]
+
+
+class SqlBackend:
+    """A ``Backend`` over SQLModel tables; creates its ``sor_`` tables and seeds what is missing."""
+
+    def __init__(
+        self, engine: Engine, *, clock: Clock = demo_clock, seed: Seed | None = DEMO_SEED
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        # ``sqlite://`` shares one connection between threads: transactions must not interleave.
+        self._serial: threading.RLock | None = (
+            threading.RLock() if isinstance(engine.pool, StaticPool) else None
+        )
+        self.create_tables()
+        if seed is not None:
+            self.seed(seed)
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, clock: Clock = demo_clock, seed: Seed | None = DEMO_SEED
+    ) -> SqlBackend:
+        return cls(make_engine(url), clock=clock, seed=seed)
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def create_tables(self) -> None:
+        """Create the ``sor_`` tables that do not exist yet (and nothing else)."""
+        with self._guard():
+            try:
+                SOR_METADATA.create_all(self._engine)
+            except (IntegrityError, ProgrammingError):
+                # Another process created them between our check and our CREATE.
+                SOR_METADATA.create_all(self._engine)
+
+    def seed(self, seed: Seed = DEMO_SEED) -> None:
+        """Insert the seed records that are missing; rows already present are left as they are."""
+        with self._guard():
+            try:
+                self._insert_missing(seed)
+            except IntegrityError:
+                self._insert_missing(seed)  # a concurrent seeder won the race for some rows
+
+    def _insert_missing(self, seed: Seed) -> None:
+        groups: list[list[SeedRow]] = [
+            [customer_row(c) for c in seed.customers],
+            [invoice_row(i) for i in seed.invoices],
+            [charge_row(c) for c in seed.charges],
+            [payment_row(p) for p in seed.payments],
+            [incident_row(i) for i in seed.incidents],
+        ]
+        with Session(self._engine) as s, s.begin():
+            for rows in groups:
+                if not rows:
+                    continue
+                table = type(rows[0])
+                present = set(s.exec(select(table.id)).all())
+                s.add_all(row for row in rows if row.id not in present)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def customer(self, customer_id: str) -> Customer | None:
+        with self._session() as s:
+            row = s.get(CustomerRow, customer_id)
+            return None if row is None else customer_record(row)
+
+    def invoices(self, customer_id: str) -> tuple[Invoice, ...]:
+        query = (
+            select(InvoiceRow)
+            .where(InvoiceRow.customer_id == customer_id)
+            .order_by(col(InvoiceRow.issued).desc(), col(InvoiceRow.id).desc())
+        )
+        with self._session() as s:
+            return tuple(invoice_record(r) for r in s.exec(query))
+
+    def invoice(self, customer_id: str, invoice_id: str) -> Invoice | None:
+        with self._session() as s:
+            row = s.get(InvoiceRow, invoice_id)
+            ok = row is not None and row.customer_id == customer_id
+            return invoice_record(row) if ok and row is not None else None
+
+    def charges(self, customer_id: str, invoice_id: str) -> tuple[Charge, ...]:
+        query = (
+            select(ChargeRow)
+            .where(ChargeRow.customer_id == customer_id, ChargeRow.invoice_id == invoice_id)
+            .order_by(col(ChargeRow.charged_on), col(ChargeRow.id))
+        )
+        with self._session() as s:
+            return tuple(charge_record(r) for r in s.exec(query))
+
+    def charge(self, customer_id: str, charge_id: str) -> Charge | None:
+        with self._session() as s:
+            row = s.get(ChargeRow, charge_id)
+            ok = row is not None and row.customer_id == customer_id
+            return charge_record(row) if ok and row is not None else None
+
+    def payments(self, customer_id: str) -> tuple[Payment, ...]:
+        query = (
+            select(PaymentRow)
+            .where(PaymentRow.customer_id == customer_id)
+            .order_by(col(PaymentRow.created).desc(), col(PaymentRow.id).desc())
+        )
+        with self._session() as s:
+            return tuple(payment_record(r) for r in s.exec(query))
+
+    def payment(self, customer_id: str, payment_id: str) -> Payment | None:
+        with self._session() as s:
+            row = s.get(PaymentRow, payment_id)
+            ok = row is not None and row.customer_id == customer_id
+            return payment_record(row) if ok and row is not None else None
+
+    def incidents(
+        self, component: Component | None = None, *, ongoing: bool | None = None
+    ) -> tuple[Incident, ...]:
+        query = select(IncidentRow)
+        if component is not None:
+            query = query.where(IncidentRow.component == component)
+        if ongoing is not None:
+            status = "ongoing" if ongoing else "resolved"
+            query = query.where(IncidentRow.status == status)
+        query = query.order_by(col(IncidentRow.started).desc(), col(IncidentRow.id).desc())
+        with self._session() as s:
+            return tuple(incident_record(r) for r in s.exec(query))
+
+    def recorded(self, key: str) -> LedgerEntry | None:
+        with self._session() as s:
+            row = s.get(LedgerRow, key)
+            return None if row is None else ledger_record(row)
+
+    # -- actions ----------------------------------------------------------------------------
+
+    def refund_charge(self, key: str, customer_id: str, charge_id: str) -> Facts:
+        def change(s: Session, now: datetime) -> Facts:
+            row = s.get(ChargeRow, charge_id, with_for_update=True)
+            if row is None or row.customer_id != customer_id:
+                raise _missing("refund_charge", charge_id)
+            done, facts = rules.refund(charge_record(row), now)
+            s.merge(charge_row(done))
+            return facts
+
+        return self._perform(key, "refund_charge", customer_id, charge_id, change)
+
+    def send_password_reset(self, key: str, customer_id: str) -> Facts:
+        def change(s: Session, now: datetime) -> Facts:
+            sent, facts = rules.send_password_reset(
+                _locked_customer(s, "send_password_reset", customer_id), now
+            )
+            s.merge(customer_row(sent))
+            return facts
+
+        return self._perform(key, "send_password_reset", customer_id, customer_id, change)
+
+    def unlock_account(self, key: str, customer_id: str) -> Facts:
+        def change(s: Session, now: datetime) -> Facts:
+            unlocked, facts = rules.unlock(_locked_customer(s, "unlock_account", customer_id), now)
+            s.merge(customer_row(unlocked))
+            return facts
+
+        return self._perform(key, "unlock_account", customer_id, customer_id, change)
+
+    def retry_payment(self, key: str, customer_id: str, payment_id: str) -> Facts:
+        def change(s: Session, now: datetime) -> Facts:
+            row = s.get(PaymentRow, payment_id, with_for_update=True)
+            if row is None or row.customer_id != customer_id:
+                raise _missing("retry_payment", payment_id)
+            again, facts = rules.retry(payment_record(row), now)
+            s.merge(payment_row(again))
+            return facts
+
+        return self._perform(key, "retry_payment", customer_id, payment_id, change)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _perform(
+        self, key: str, action: ActionName, customer_id: str, target: str, change: Change
+    ) -> Facts:
+        done = self.recorded(key)
+        if done is not None:
+            return rules.replay(key, done, action, customer_id, target)
+        now = self._clock()
+        try:
+            with self._guard(), Session(self._engine) as s, s.begin():
+                entry = LedgerRow(
+                    key=key,
+                    action=action,
+                    customer_id=customer_id,
+                    target=target,
+                    facts="{}",
+                    recorded_at=now,
+                )
+                s.add(entry)
+                s.flush()  # claim the key before touching anything: same-key callers wait here
+                facts = dict(change(s, now))
+                entry.facts = json.dumps(facts, sort_keys=True)
+        except IntegrityError:
+            done = self.recorded(key)
+            if done is None:
+                raise
+            return rules.replay(key, done, action, customer_id, target)
+        return facts
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with self._guard(), Session(self._engine) as s:
+            yield s
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Serialise on a shared in-memory connection; turn an unreachable database into a
+        transient ``BackendUnavailable`` the operation layer may retry."""
+        serial: AbstractContextManager[object] = (
+            self._serial if self._serial is not None else nullcontext()
+        )
+        try:
+            with serial:
+                yield
+        except (OperationalError, InterfaceError) as exc:
+            raise BackendUnavailable(
+                "the system of record is unavailable", backend="sql", cause=type(exc.orig).__name__
+            ) from exc
+
+
+def _missing(action: ActionName, target: str) -> ActionRejected:
+    return ActionRejected(f"{target} not found", action=action, target=target)
+
+
+def _locked_customer(s: Session, action: ActionName, customer_id: str) -> Customer:
+    row = s.get(CustomerRow, customer_id, with_for_update=True)
+    if row is None:
+        raise _missing(action, customer_id)
+    return customer_record(row)

@@ -1,0 +1,184 @@
+"""Agent skills and the registry the triage plans against.
+
+A skill is a typed, async function over a handoff. It declares the entities it needs (its
+preconditions), the classifier intents it answers, whether it takes an action, and the writer
+templates for its results, so everything about a skill sits in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+from pydantic import BaseModel, StringConstraints
+
+from deskline.handoffs import AgentName, AgentResult, EntityName, Handoff, Money, ResultStatus
+
+if TYPE_CHECKING:
+    from deskline.agents.backend.port import Backend
+    from deskline.agents.backend.records import ActionName, Facts, LedgerEntry
+
+
+P = TypeVar("P", bound=BaseModel)
+
+Reference = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True, min_length=1)]
+"""The type of an id parameter (``invoice_id``...): ``" inv-1001"`` arrives as ``"INV-1001"``."""
+
+
+class ApprovalRequired(Exception):
+    """Raised inside ``SkillCall.act`` when an action is above the approval limit.
+
+    Internal control flow between ``SkillCall.act`` and the operation layer, which turns it
+    into a ``pending_approval`` result; it never leaves the operation layer.
+    """
+
+    def __init__(self, action: str, amount: Money | None, reason: str) -> None:
+        super().__init__(reason)
+        self.action = action
+        self.amount = amount
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class SkillCall:
+    """Everything a skill may use: its handoff, its typed parameters and the backend."""
+
+    handoff: Handoff
+    params: BaseModel
+    backend: Backend
+
+    @property
+    def customer_id(self) -> str:
+        return self.handoff.case.customer_id
+
+    def params_as(self, model: type[P]) -> P:
+        """The parameters as the skill's own model (a wrong model is a wiring bug, not input)."""
+        if not isinstance(self.params, model):
+            raise TypeError(
+                f"{self.handoff.skill} takes {model.__name__}, got {type(self.params).__name__}"
+            )
+        return self.params
+
+    @property
+    def key(self) -> str:
+        """The idempotency key of this step: (conversation, turn, step), from the handoff."""
+        return self.handoff.idempotency_key
+
+    def recorded(self, action: ActionName) -> LedgerEntry | None:
+        """``action`` as this step already took it (in a retried or resumed turn), if it did.
+
+        A skill checks it before concluding "nothing to do" from a record's state, because the
+        state may show this very step's own earlier change.
+        """
+        entry = self.backend.recorded(self.key)
+        return entry if entry is not None and entry.action == action else None
+
+    def result(
+        self,
+        status: ResultStatus = "ok",
+        template: str = "default",
+        reason: str = "",
+        action_key: str | None = None,
+        missing: tuple[EntityName, ...] = (),
+        facts: Mapping[str, object] | None = None,
+        **more: object,
+    ) -> AgentResult:
+        """A result of this step; its facts are ``facts`` and ``more`` (``None`` values dropped)."""
+        merged = {**(facts or {}), **more}
+        return AgentResult(
+            step_id=self.handoff.step_id,
+            agent=self.handoff.agent,
+            skill=self.handoff.skill,
+            status=status,
+            template=template,
+            facts={k: str(v) for k, v in merged.items() if v is not None},
+            missing=missing,
+            reason=reason,
+            action_key=action_key,
+        )
+
+    def act(self, action: ActionName, amount: Money | None, do: Callable[[str], Facts]) -> Facts:
+        """Run an action once per idempotency key, behind the approval gate.
+
+        ``do(key)`` is a backend action bound to its target (``lambda key:
+        backend.refund_charge(key, customer, charge)``): the backend applies the change and
+        records it under the key in one transaction, and returns the recorded facts for a key
+        it has seen. An action this step already took is not gated again: it was allowed then.
+        """
+        if self.recorded(action) is None:
+            limits = self.handoff.constraints
+            if not limits.allow_actions:
+                raise ApprovalRequired(action, amount, "actions need a person's approval this turn")
+            if amount is not None and amount.amount > limits.approval_limit:
+                raise ApprovalRequired(
+                    action,
+                    amount,
+                    f"{amount} is above the approval limit of "
+                    f"{Money(amount=limits.approval_limit, currency=amount.currency)}",
+                )
+        return do(self.key)
+
+
+SkillFn = Callable[[SkillCall], Awaitable[AgentResult]]
+
+
+@dataclass(frozen=True, slots=True)
+class Skill:
+    name: str
+    agent: AgentName
+    description: str
+    params: type[BaseModel]
+    run: SkillFn
+    requires: tuple[EntityName, ...] = ()
+    intents: frozenset[str] = frozenset()
+    keywords: tuple[str, ...] = ()
+    action: bool = False
+    templates: Mapping[str, str] = field(default_factory=dict)
+
+    def tool_schema(self) -> dict[str, Any]:
+        """The skill as a tool for a model planner: name, description, JSON schema."""
+        return {
+            "name": self.name.replace(".", "__"),
+            "description": self.description,
+            "parameters": self.params.model_json_schema(),
+        }
+
+
+class Registry:
+    """The skills the desk can plan with, by name, agent and intent."""
+
+    def __init__(self, skills: Iterable[Skill], defaults: Mapping[AgentName, str]) -> None:
+        self.skills: dict[str, Skill] = {}
+        for skill in skills:
+            if skill.name in self.skills:
+                raise ValueError(f"duplicate skill {skill.name}")
+            self.skills[skill.name] = skill
+        self.defaults = dict(defaults)
+        self._by_intent: dict[str, Skill] = {}
+        for skill in self.skills.values():
+            for intent in skill.intents:
+                self._by_intent.setdefault(intent, skill)
+        for agent, name in self.defaults.items():
+            if self.skills[name].agent != agent:
+                raise ValueError(f"default skill {name} does not belong to {agent}")
+
+    def __getitem__(self, name: str) -> Skill:
+        return self.skills[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.skills
+
+    def for_agent(self, agent: AgentName) -> list[Skill]:
+        return [s for s in self.skills.values() if s.agent == agent]
+
+    def choose(self, agent: AgentName, intent: str, text: str) -> Skill:
+        """The skill of ``agent`` for ``intent``; else by keyword; else the agent's default."""
+        skill = self._by_intent.get(intent)
+        if skill is not None and skill.agent == agent:
+            return skill
+        low = text.lower()
+        for candidate in self.for_agent(agent):
+            if any(k in low for k in candidate.keywords):
+                return candidate
+        return self.skills[self.defaults[agent]]

@@ -1,0 +1,134 @@
+"""The ``deskline`` command: chat, ask, and the operator's tools.
+
+Heavy imports happen inside the commands, so ``deskline ask`` starts and answers in well
+under a second with the embedded default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Annotated, NoReturn
+
+import typer
+
+from deskline.config import Settings
+from deskline.errors import DesklineError, InputError
+
+app = typer.Typer(
+    name="deskline",
+    help="A customer-support desk run by a hierarchy of agents. Offline by default.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConversationOpt = Annotated[
+    str | None, typer.Option("--conversation", "-c", help="Continue this conversation id.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+def _settings() -> Settings:
+    from deskline.logs import configure
+
+    settings = Settings.from_env()
+    configure(settings.log_format, settings.log_level)
+    return settings
+
+
+def _fail(exc: DesklineError, as_json: bool) -> NoReturn:
+    if as_json:
+        typer.echo(json.dumps(exc.to_dict()), err=True)
+    else:
+        typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2 if isinstance(exc, InputError) else 1)
+
+
+def _read_text(text: str) -> str | bytes:
+    """The message from the argument, or raw bytes from stdin for ``-``."""
+    return sys.stdin.buffer.read() if text == "-" else text
+
+
+@app.command()
+def ask(
+    text: Annotated[str, typer.Argument(help="The customer's message ('-' reads stdin).")],
+    conversation: ConversationOpt = None,
+    as_json: JsonOpt = False,
+    message_id: Annotated[
+        str | None, typer.Option("--message-id", help="Client message id: a resend answers once.")
+    ] = None,
+) -> None:
+    """Answer one customer message."""
+    settings = _settings()
+    try:
+        from deskline.runtime import open_desk
+
+        desk = open_desk(settings)
+        result = asyncio.run(desk.handle(conversation, _read_text(text), client_message_id=message_id))
+    except DesklineError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))
+        return
+    typer.echo(result.reply if result.reply is not None else "(a person is handling this conversation)")
+    typer.secho(
+        f"[{result.department} · {result.mode}{' · escalated' if result.escalated else ''}"
+        f" · conversation {result.conversation_id}]",
+        dim=True,
+        err=True,
+    )
+
+
+@app.command()
+def chat(conversation: ConversationOpt = None) -> None:
+    """Chat with the demo support desk in the terminal (Ctrl-D or /quit to leave)."""
+    from rich.console import Console
+    from rich.prompt import Prompt
+
+    from deskline.runtime import open_desk
+
+    settings = _settings()
+    console = Console()
+    try:
+        desk = open_desk(settings)
+    except DesklineError as exc:
+        _fail(exc, False)
+    console.print("[bold]deskline[/] demo support desk — ask about logins, invoices or payments. /quit to leave.")
+    cid = conversation
+
+    async def loop() -> None:
+        nonlocal cid
+        while True:
+            try:
+                text = Prompt.ask("[cyan]you[/]", console=console)
+            except (EOFError, KeyboardInterrupt):
+                console.print()
+                return
+            if text.strip() in ("/quit", "/exit"):
+                return
+            try:
+                result = await desk.handle(cid, text)
+            except InputError as exc:
+                console.print(f"[red]{exc.message}[/]")
+                continue
+            cid = result.conversation_id
+            tag = f"{result.department} · {result.mode}" + (" · escalated" if result.escalated else "")
+            reply = result.reply if result.reply is not None else "(a person is handling this conversation)"
+            console.print(f"[green]desk[/] [dim]({tag})[/] {reply}")
+
+    try:
+        asyncio.run(loop())
+    except DesklineError as exc:
+        _fail(exc, False)
+    if cid:
+        console.print(f"[dim]conversation {cid}[/]")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

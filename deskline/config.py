@@ -1,0 +1,61 @@
+"""Settings, read once from the environment (``DESKLINE_*``), overridable in code and tests."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from pathlib import Path
+
+from deskline.errors import ConfigError
+
+DEFAULT_DATABASE_URL = "sqlite:///./deskline.db"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    max_message_chars: int = 4000
+    approval_limit: Decimal = Decimal("500")
+    max_llm_calls: int = 2
+    max_cost_usd: Decimal = Decimal("0.05")
+    abstain_threshold: float | None = None  # None: the classifier's own calibrated default
+    failed_turns_before_human: int = 3
+    negative_turns_before_human: int = 2
+    step_timeout_s: float = 10.0
+    step_retries: int = 2
+    models_path: Path | None = None
+    default_customer: str = "C-1001"
+    log_format: str = "console"
+    log_level: str = "warning"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+
+        def get(name: str) -> str | None:
+            value = env.get(f"DESKLINE_{name}")
+            return value if value not in (None, "") else None
+
+        try:
+            base = cls()
+            models = get("MODELS")
+            threshold = get("ABSTAIN_THRESHOLD")
+            return replace(
+                base,
+                database_url=get("DATABASE_URL") or base.database_url,
+                max_message_chars=int(get("MAX_MESSAGE_CHARS") or base.max_message_chars),
+                approval_limit=Decimal(get("APPROVAL_LIMIT") or base.approval_limit),
+                max_llm_calls=int(get("MAX_LLM_CALLS") or base.max_llm_calls),
+                abstain_threshold=float(threshold) if threshold else None,
+                models_path=Path(models) if models else None,
+                default_customer=get("CUSTOMER") or base.default_customer,
+                log_format=get("LOG_FORMAT") or base.log_format,
+                log_level=get("LOG_LEVEL") or base.log_level,
+            )
+        except (ValueError, ArithmeticError) as exc:
+            raise ConfigError(f"a DESKLINE_* setting is not valid: {exc}") from exc

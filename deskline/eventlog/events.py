@@ -1,0 +1,200 @@
+"""Every fact the desk records: a discriminated union of frozen, versioned pydantic models.
+
+Events are past-tense facts about one conversation. They carry no sequence number: the store
+assigns ``seq`` when it appends them, and ``Recorded`` pairs the two on the way out.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import Field, TypeAdapter
+
+from deskline.handoffs.payload import (
+    AgentName,
+    AgentResult,
+    Constraints,
+    Department,
+    Entities,
+    Frozen,
+    Handoff,
+    Mode,
+    Money,
+)
+from deskline.handoffs.plan import Plan
+
+Owner = Literal["bot", "human"]
+Outcome = Literal["answered", "needs_info", "unclear", "failed", "escalated"]
+StrategyAction = Literal["answer", "escalate", "hold"]
+
+
+class _Event(Frozen):
+    v: int = 1
+
+
+class ConversationOpened(_Event):
+    type: Literal["conversation_opened"] = "conversation_opened"
+    customer_id: str
+    channel: str = "cli"
+
+
+class CustomerMessaged(_Event):
+    type: Literal["customer_messaged"] = "customer_messaged"
+    text: str
+    client_message_id: str | None = None
+
+
+class StrategyDecided(_Event):
+    type: Literal["strategy_decided"] = "strategy_decided"
+    owner: Owner
+    action: StrategyAction
+    reasons: tuple[str, ...] = ()
+    constraints: Constraints = Constraints()
+    sentiment: float = 0.0
+
+
+class PlanMade(_Event):
+    type: Literal["plan_made"] = "plan_made"
+    plan: Plan
+    entities: Entities = Entities()
+
+
+class HandoffSent(_Event):
+    type: Literal["handoff_sent"] = "handoff_sent"
+    handoff: Handoff
+
+
+class ModelCalled(_Event):
+    type: Literal["model_called"] = "model_called"
+    role: Literal["planner", "writer", "specialist", "verifier"]
+    deployment: str
+    model_group: str = ""
+    fallbacks: tuple[str, ...] = ()
+    request_summary: str = ""
+    output: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal = Decimal("0")
+    latency_ms: float = 0.0
+    ok: bool = True
+    error: str = ""
+
+
+class ActionRequested(_Event):
+    type: Literal["action_requested"] = "action_requested"
+    step_id: str
+    action: str
+    idempotency_key: str
+    amount: Money | None = None
+
+
+class ActionCompleted(_Event):
+    type: Literal["action_completed"] = "action_completed"
+    step_id: str
+    action: str
+    idempotency_key: str
+    facts: dict[str, str] = {}
+
+
+class AgentCompleted(_Event):
+    type: Literal["agent_completed"] = "agent_completed"
+    result: AgentResult
+    latency_ms: float = 0.0
+
+
+class AgentFailed(_Event):
+    type: Literal["agent_failed"] = "agent_failed"
+    step_id: str
+    agent: AgentName
+    skill: str
+    error: str
+    attempts: int = 1
+
+
+class EscalationRequested(_Event):
+    type: Literal["escalation_requested"] = "escalation_requested"
+    reason: str
+    priority: int = 2
+    summary: str = ""
+    department: Department = "human"
+    actions_taken: tuple[str, ...] = ()
+    pending_action: dict[str, str] | None = None
+
+
+class EscalationClaimed(_Event):
+    type: Literal["escalation_claimed"] = "escalation_claimed"
+    agent_name: str
+
+
+class EscalationReleased(_Event):
+    type: Literal["escalation_released"] = "escalation_released"
+    agent_name: str
+    note: str = ""
+
+
+class HumanReplied(_Event):
+    type: Literal["human_replied"] = "human_replied"
+    agent_name: str
+    text: str
+
+
+class ActionDecided(_Event):
+    type: Literal["action_decided"] = "action_decided"
+    agent_name: str
+    approved: bool
+    idempotency_key: str
+    facts: dict[str, str] = {}
+
+
+class ReplySent(_Event):
+    type: Literal["reply_sent"] = "reply_sent"
+    text: str
+    department: Department
+    mode: Mode
+    escalated: bool = False
+    outcome: Outcome = "answered"
+    grounded: bool = True
+    llm_calls: int = 0
+
+
+class TurnHeld(_Event):
+    """The turn ends without a bot reply: a person owns the conversation."""
+
+    type: Literal["turn_held"] = "turn_held"
+    reason: str
+
+
+Event = Annotated[
+    ConversationOpened
+    | CustomerMessaged
+    | StrategyDecided
+    | PlanMade
+    | HandoffSent
+    | ModelCalled
+    | ActionRequested
+    | ActionCompleted
+    | AgentCompleted
+    | AgentFailed
+    | EscalationRequested
+    | EscalationClaimed
+    | EscalationReleased
+    | HumanReplied
+    | ActionDecided
+    | ReplySent
+    | TurnHeld,
+    Field(discriminator="type"),
+]
+
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+TURN_ENDS = ("reply_sent", "turn_held")
+
+
+class Recorded(Frozen):
+    """An event as stored: its place in the conversation and the turn it belongs to."""
+
+    conversation_id: str
+    seq: int
+    turn: int
+    event: Event
+    at: float = 0.0

@@ -1,0 +1,239 @@
+"""Event stores: where a conversation's events are appended and read back.
+
+Appends are optimistic. A writer states the sequence number it expects the conversation to be
+at; if another writer got there first the append raises ``ConcurrencyConflict`` and writes
+nothing, and the caller reloads and decides again. ``(conversation_id, seq)`` is unique in every
+store, and so is ``(conversation_id, client_message_id)``, so a resent message appends once.
+
+Two implementations share one contract (tests/test_store_contract.py): ``MemoryEventStore`` and
+``SqlEventStore`` (SQLModel over SQLite or PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+from pydantic import ValidationError
+from sqlalchemy import Engine, Index, UniqueConstraint, insert, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel import Field, SQLModel
+
+from deskline.errors import ConcurrencyConflict, CorruptEvent, StoreUnavailable
+from deskline.eventlog.events import EVENT_ADAPTER, CustomerMessaged, Event, Recorded
+
+
+class EventStore(Protocol):
+    def load(self, conversation_id: str, after: int = 0) -> list[Recorded]: ...
+
+    def append(
+        self, conversation_id: str, expected_seq: int, turn: int, events: Sequence[Event]
+    ) -> list[Recorded]: ...
+
+    def conversation_ids(self) -> list[str]: ...
+
+    def read_all(self, after_position: int = 0, limit: int = 1000) -> list[tuple[int, Recorded]]: ...
+
+
+class EventRow(SQLModel, table=True):
+    """One stored event. ``data`` is the event's JSON; ``type`` and ``v`` are copied out of it
+    so a row can be reported without parsing it."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("conversation_id", "seq", name="uq_events_conversation_seq"),
+        UniqueConstraint("conversation_id", "message_key", name="uq_events_conversation_message"),
+        Index("ix_events_type", "type"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: str = Field(max_length=64)
+    seq: int
+    turn: int
+    type: str = Field(max_length=48)
+    v: int = 1
+    data: str
+    message_key: str | None = Field(default=None, max_length=128)
+    created_at: float
+
+
+EVENTS = EventRow.__table__  # type: ignore[attr-defined]
+
+
+def _message_key(event: Event) -> str | None:
+    return event.client_message_id if isinstance(event, CustomerMessaged) else None
+
+
+def parse_row(conversation_id: str, seq: int, turn: int, data: str | bytes, at: float) -> Recorded:
+    """A stored row as a ``Recorded`` event, or ``CorruptEvent`` naming where it sits."""
+    try:
+        event = EVENT_ADAPTER.validate_json(data)
+    except (ValidationError, ValueError) as exc:
+        raise CorruptEvent(
+            f"event {seq} of conversation {conversation_id} cannot be read: {_first_error(exc)}",
+            conversation_id=conversation_id,
+            seq=seq,
+        ) from exc
+    return Recorded(conversation_id=conversation_id, seq=seq, turn=turn, event=event, at=at)
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        return f"{err['type']} at {'.'.join(map(str, err['loc']))}"
+    return str(exc)
+
+
+class SqlEventStore:
+    """Events in one SQL table through SQLModel; SQLite or PostgreSQL."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        try:
+            SQLModel.metadata.create_all(engine, tables=[EVENTS])
+        except OperationalError as exc:
+            raise StoreUnavailable(
+                f"cannot reach the database at {engine.url.render_as_string(hide_password=True)}: "
+                f"{exc.orig}",
+                url=engine.url.render_as_string(hide_password=True),
+            ) from exc
+
+    def load(self, conversation_id: str, after: int = 0) -> list[Recorded]:
+        query = (
+            select(EVENTS.c.seq, EVENTS.c.turn, EVENTS.c.data, EVENTS.c.created_at)
+            .where(EVENTS.c.conversation_id == conversation_id, EVENTS.c.seq > after)
+            .order_by(EVENTS.c.seq)
+        )
+        with self._connect() as conn:
+            rows = conn.execute(query).all()
+        return [parse_row(conversation_id, seq, turn, data, at) for seq, turn, data, at in rows]
+
+    def append(
+        self, conversation_id: str, expected_seq: int, turn: int, events: Sequence[Event]
+    ) -> list[Recorded]:
+        now = time.time()
+        recorded = [
+            Recorded(conversation_id=conversation_id, seq=expected_seq + i, turn=turn, event=e, at=now)
+            for i, e in enumerate(events, start=1)
+        ]
+        rows = [
+            {
+                "conversation_id": conversation_id,
+                "seq": r.seq,
+                "turn": turn,
+                "type": r.event.type,
+                "v": r.event.v,
+                "data": r.event.model_dump_json(),
+                "message_key": _message_key(r.event),
+                "created_at": now,
+            }
+            for r in recorded
+        ]
+        try:
+            with self.engine.begin() as conn:
+                if expected_seq > 0:
+                    # The head must exist: appending after a seq nobody wrote would leave a gap.
+                    head = conn.execute(
+                        select(EVENTS.c.seq).where(
+                            EVENTS.c.conversation_id == conversation_id,
+                            EVENTS.c.seq == expected_seq,
+                        )
+                    ).first()
+                    if head is None:
+                        raise ConcurrencyConflict(
+                            f"conversation {conversation_id} has no event {expected_seq}",
+                            conversation_id=conversation_id,
+                            expected_seq=expected_seq,
+                        )
+                conn.execute(insert(EVENTS), rows)
+        except IntegrityError as exc:
+            raise ConcurrencyConflict(
+                f"conversation {conversation_id} moved past {expected_seq}",
+                conversation_id=conversation_id,
+                expected_seq=expected_seq,
+            ) from exc
+        except OperationalError as exc:
+            raise StoreUnavailable(f"the event store failed: {exc.orig}") from exc
+        return recorded
+
+    def conversation_ids(self) -> list[str]:
+        with self._connect() as conn:
+            rows = conn.execute(
+                select(EVENTS.c.conversation_id).distinct().order_by(EVENTS.c.conversation_id)
+            ).all()
+        return [r[0] for r in rows]
+
+    def read_all(self, after_position: int = 0, limit: int = 1000) -> list[tuple[int, Recorded]]:
+        """Events of every conversation in append order, after a global position (the row id).
+
+        Projections that span conversations keep the last position they folded and read only
+        what came after it.
+        """
+        query = (
+            select(EVENTS.c.id, EVENTS.c.conversation_id, EVENTS.c.seq, EVENTS.c.turn, EVENTS.c.data, EVENTS.c.created_at)
+            .where(EVENTS.c.id > after_position)
+            .order_by(EVENTS.c.id)
+            .limit(limit)
+        )
+        with self._connect() as conn:
+            rows = conn.execute(query).all()
+        return [(pos, parse_row(cid, seq, turn, data, at)) for pos, cid, seq, turn, data, at in rows]
+
+    def _connect(self):  # type: ignore[no-untyped-def]
+        try:
+            return self.engine.connect()
+        except OperationalError as exc:
+            raise StoreUnavailable(f"cannot reach the database: {exc.orig}") from exc
+
+
+class MemoryEventStore:
+    """The same contract in process memory: for tests and benchmarks."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._streams: dict[str, list[Recorded]] = {}
+        self._keys: set[tuple[str, str]] = set()
+        self._all: list[Recorded] = []
+
+    def load(self, conversation_id: str, after: int = 0) -> list[Recorded]:
+        with self._lock:
+            return [r for r in self._streams.get(conversation_id, ()) if r.seq > after]
+
+    def append(
+        self, conversation_id: str, expected_seq: int, turn: int, events: Sequence[Event]
+    ) -> list[Recorded]:
+        now = time.time()
+        with self._lock:
+            stream = self._streams.setdefault(conversation_id, [])
+            keys = [(conversation_id, k) for e in events if (k := _message_key(e)) is not None]
+            if len(stream) != expected_seq or any(k in self._keys for k in keys):
+                raise ConcurrencyConflict(
+                    f"conversation {conversation_id} moved past {expected_seq}",
+                    conversation_id=conversation_id,
+                    expected_seq=expected_seq,
+                )
+            recorded = [
+                Recorded(conversation_id=conversation_id, seq=expected_seq + i, turn=turn, event=e, at=now)
+                for i, e in enumerate(events, start=1)
+            ]
+            stream.extend(recorded)
+            self._keys.update(keys)
+            self._all.extend(recorded)
+            return recorded
+
+    def conversation_ids(self) -> list[str]:
+        with self._lock:
+            return sorted(self._streams)
+
+    def read_all(self, after_position: int = 0, limit: int = 1000) -> list[tuple[int, Recorded]]:
+        with self._lock:
+            chunk = self._all[after_position : after_position + limit]
+        return list(enumerate(chunk, start=after_position + 1))
+
+
+def dumps(records: Iterable[Recorded]) -> str:
+    """Records as JSON lines (for export and debugging)."""
+    return "\n".join(json.dumps(r.model_dump(mode="json")) for r in records)

@@ -1,0 +1,255 @@
+"""SupportDesk: one customer turn, strategy -> tactical -> operation -> writer.
+
+    handle(conversation, message)
+      1. accept   append CustomerMessaged (idempotent on the client message id)   committed alone
+      2. state    fold(events)                                                      pure
+      3. strategy decide(state, message)                                            pure
+      4. plan     tactician.plan(...)                                               cascade
+      5. execute  operator.execute(plan)                                            no model calls
+      6. reply    writer.write(plan, results) + grounding check
+      7. append   every event of steps 3-6 in one transaction, at the seq read in 2
+
+The accepted message is durable before any decision is made; the decisions are appended
+together or not at all. If another writer moved the conversation on first, the turn is decided
+again on the new state, and if that writer already answered this message its answer is returned.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from deskline.agents.backend.port import Backend
+from deskline.agents.registry import Registry
+from deskline.config import Settings
+from deskline.errors import ConcurrencyConflict, EmptyMessage, InvalidEncoding, MessageTooLong
+from deskline.eventlog.events import (
+    ConversationOpened,
+    CustomerMessaged,
+    EscalationRequested,
+    Event,
+    PlanMade,
+    Recorded,
+    ReplySent,
+    StrategyDecided,
+    TurnHeld,
+)
+from deskline.eventlog.projections import ConversationState, TurnView, fold
+from deskline.eventlog.store import EventStore
+from deskline.handoffs import escalation
+from deskline.handoffs.entities import extract
+from deskline.handoffs.payload import AgentResult, Case, Department, Entities, Mode
+from deskline.handoffs.plan import Plan
+from deskline.hierarchy import strategy as strategy_rules
+from deskline.hierarchy.operation import Execution, Operator
+from deskline.hierarchy.tactical import Tactician
+from deskline.hierarchy.writer import FALLBACK, TemplateWriter, escalation_text
+from deskline.routing.cache import RouteCache
+
+log = structlog.get_logger("deskline.desk")
+MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class TurnResult:
+    conversation_id: str
+    turn: int
+    message_seq: int
+    reply: str | None
+    department: Department
+    mode: Mode
+    escalated: bool
+    llm_calls: int
+    events: int
+    duplicate: bool = False
+    intent: str = ""
+    confidence: float = 0.0
+    stage: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "conversation_id": self.conversation_id,
+            "turn": self.turn,
+            "message_seq": self.message_seq,
+            "reply": self.reply,
+            "department": self.department,
+            "mode": self.mode,
+            "escalated": self.escalated,
+            "llm_calls": self.llm_calls,
+            "events": self.events,
+            "duplicate": self.duplicate,
+            "intent": self.intent,
+            "confidence": round(self.confidence, 4),
+            "stage": self.stage,
+        }
+
+
+def new_conversation_id() -> str:
+    return "c_" + uuid.uuid4().hex[:16]
+
+
+def clean_text(text: str | bytes, limit: int) -> str:
+    """The customer's message, or a typed error saying why it cannot be taken."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidEncoding(f"the message is not valid UTF-8 (byte {exc.start})", position=exc.start) from exc
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # lone surrogates: undecodable bytes smuggled in as str
+        raise InvalidEncoding(f"the message is not valid UTF-8 (character {exc.start})",
+                              position=exc.start) from exc
+    if not text.strip():
+        raise EmptyMessage("the message is empty")
+    if len(text) > limit:
+        raise MessageTooLong(f"the message has {len(text)} characters; the limit is {limit}",
+                             length=len(text), limit=limit)
+    return text.strip()
+
+
+class SupportDesk:
+    def __init__(self, *, store: EventStore, backend: Backend, registry: Registry,
+                 classifier: object, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self.store = store
+        self.registry = registry
+        self.tactician = Tactician(registry, classifier, RouteCache())  # type: ignore[arg-type]
+        self.operator = Operator(registry, backend, self.settings.step_timeout_s, self.settings.step_retries)
+        self.writer = TemplateWriter(registry)
+
+    async def handle(self, conversation_id: str | None, text: str | bytes,
+                     client_message_id: str | None = None) -> TurnResult:
+        message = clean_text(text, self.settings.max_message_chars)
+        cid = conversation_id or new_conversation_id()
+        for _ in range(MAX_ATTEMPTS):
+            records = self.store.load(cid)
+            state = fold(cid, records)
+            seen = state.turn_for_message(client_message_id) if client_message_id else None
+            if seen is not None and seen.complete:
+                return _result(state, seen, appended=0, duplicate=True)
+            if seen is None and state.open_turn() is not None:
+                await self._finish(state, records)  # an earlier message was accepted, never answered
+                continue
+            if seen is not None:
+                return await self._finish(state, records, duplicate=True)
+            opening: list[Event] = [] if records else [ConversationOpened(customer_id=self.settings.default_customer)]
+            try:
+                accepted = self.store.append(cid, state.last_seq, state.turn_count + 1,
+                                             [*opening, CustomerMessaged(text=message, client_message_id=client_message_id)])
+            except ConcurrencyConflict:
+                continue
+            return await self._finish(fold(cid, records + accepted), records + accepted, accepted=len(accepted))
+        raise ConcurrencyConflict(f"conversation {cid} kept moving; gave up after {MAX_ATTEMPTS} attempts",
+                                  conversation_id=cid)
+
+    async def recover(self, conversation_id: str) -> TurnResult | None:
+        """Finish the conversation's accepted but unanswered message, if it has one."""
+        records = self.store.load(conversation_id)
+        state = fold(conversation_id, records)
+        if state.open_turn() is None:
+            return None
+        return await self._finish(state, records)
+
+    async def _finish(self, state: ConversationState, records: list[Recorded], *,
+                      accepted: int = 0, duplicate: bool = False) -> TurnResult:
+        """Decide the open turn and append its events; on a conflict, decide again."""
+        cid = state.conversation_id
+        for _ in range(MAX_ATTEMPTS):
+            turn = state.open_turn()
+            if turn is None:  # another writer finished it
+                last = state.turns[-1]
+                return _result(state, last, appended=accepted, duplicate=duplicate)
+            bound = log.bind(conversation_id=cid, turn=turn.turn)
+            events = await self.decide(state, turn)
+            try:
+                appended = self.store.append(cid, state.last_seq, turn.turn, events)
+            except ConcurrencyConflict:
+                bound.info("turn.conflict", expected_seq=state.last_seq)
+                records = self.store.load(cid)
+                state = fold(cid, records)
+                continue
+            state = fold(cid, records + appended)
+            done = next(t for t in state.turns if t.turn == turn.turn)
+            bound.info("turn.done", department=done.department, mode=done.mode, events=len(appended) + accepted)
+            return _result(state, done, appended=len(appended) + accepted, duplicate=duplicate)
+        raise ConcurrencyConflict(f"conversation {cid} kept moving; gave up", conversation_id=cid)
+
+    async def decide(self, state: ConversationState, turn: TurnView) -> list[Event]:
+        """Every event of one turn's decisions, from the state before them. No store writes."""
+        text = turn.text
+        entities = state.entities.merged(extract(text))
+        strategy = strategy_rules.decide(state, text, extract(text), self.settings)
+        events: list[Event] = [StrategyDecided(owner=strategy.owner, action=strategy.action,
+                                               reasons=strategy.reasons, constraints=strategy.constraints,
+                                               sentiment=strategy.sentiment)]
+        if strategy.action == "hold":
+            return [*events, TurnHeld(reason=strategy.reasons[0])]
+        plan = self.tactician.plan(state, text, entities, strategy)
+        if plan.stage == "resume" and state.pending is not None:
+            entities = state.pending.entities.merged(entities)
+        events.append(PlanMade(plan=plan, entities=extract(text) if plan.stage != "resume" else entities))
+        if plan.mode == "escalate":
+            reasons = strategy.reasons if strategy.action == "escalate" else (plan.reason,)
+            return [*events, *self._escalate(text, plan.intent, entities, [], reasons),
+                    ReplySent(text=escalation_text(reasons), department="human", mode="escalate",
+                              escalated=True, outcome="escalated")]
+        if plan.mode == "clarify":
+            reply = self.writer.write(plan, [], text)
+            outcome = "unclear" if plan.stage == "fallback" else "answered"
+            return [*events, ReplySent(text=reply.text, department=plan.department, mode="clarify", outcome=outcome)]
+        case = Case(conversation_id=state.conversation_id, turn=turn.turn, customer_id=state.customer_id,
+                    intent=plan.intent, department=plan.department, entities=entities,
+                    actions_taken=state.actions_taken, history=state.history[-10:])
+        run = await self.operator.execute(plan, case, strategy.constraints)
+        events.extend(run.events)
+        return [*events, *self._reply(text, plan, entities, run)]
+
+    def _reply(self, text: str, plan: Plan, entities: Entities, run: Execution) -> list[Event]:
+        intent, department, mode = plan.intent, plan.department, plan.mode
+        reply = self.writer.write(plan, run.results, text)
+        if not reply.grounded:
+            log.warning("reply.ungrounded", problems=reply.problems)
+            esc = self._escalate(text, intent, entities, run.results,
+                                 (f"the reply named facts no result holds: {', '.join(reply.problems)}",))
+            return [*esc, ReplySent(text=FALLBACK, department=department, mode=mode, escalated=True,
+                                    grounded=False, outcome="failed")]
+        if run.escalations:
+            reasons = tuple(r.reason or r.status for r in run.escalations)
+            return [*self._escalate(text, intent, entities, run.results, reasons),
+                    ReplySent(text=reply.text, department=department, mode=mode, escalated=True,
+                              outcome="escalated")]
+        outcome = "needs_info" if run.needs_info else "answered"
+        return [ReplySent(text=reply.text, department=department, mode=mode, outcome=outcome)]
+
+    @staticmethod
+    def _escalate(text: str, intent: str, entities: Entities, results: Sequence[AgentResult],
+                  reasons: Sequence[str]) -> list[Event]:
+        return [EscalationRequested(
+            reason="; ".join(reasons),
+            priority=escalation.priority_for(reasons),
+            summary=escalation.summary(text, intent, entities, results),
+            actions_taken=tuple(f"{r.skill}: {r.status}" for r in results),
+            pending_action=escalation.pending_action(results),
+        )]
+
+
+def _result(state: ConversationState, turn: TurnView, *, appended: int, duplicate: bool = False) -> TurnResult:
+    return TurnResult(
+        conversation_id=state.conversation_id,
+        turn=turn.turn,
+        message_seq=turn.message_seq,
+        reply=turn.reply,
+        department=turn.department or "other",
+        mode=turn.mode or "clarify",
+        escalated=turn.escalated,
+        llm_calls=turn.llm_calls,
+        events=appended,
+        duplicate=duplicate,
+        intent=turn.intent,
+        confidence=turn.confidence,
+        stage=turn.stage,
+    )

@@ -1,0 +1,178 @@
+"""Operation layer: runs a validated plan with no model calls.
+
+Each step becomes a ``Handoff`` (the case file plus the strategy's constraints and an
+idempotency key derived from conversation, turn and step). Missing entities become questions,
+not failed calls; independent steps run concurrently in a ``TaskGroup``; dependent steps get
+their upstream results; transient failures are retried, and a step that still fails degrades to
+an escalation instead of a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ValidationError
+
+from deskline.agents.backend.port import Backend
+from deskline.agents.registry import ApprovalRequired, Registry, Skill, SkillCall
+from deskline.errors import SkillError
+from deskline.eventlog.events import (
+    ActionCompleted,
+    ActionRequested,
+    AgentCompleted,
+    AgentFailed,
+    Event,
+    HandoffSent,
+)
+from deskline.handoffs.payload import AgentResult, Case, Constraints, Handoff
+from deskline.handoffs.plan import Plan, PlanStep
+from deskline.hierarchy.plan import order
+
+
+@dataclass(slots=True)
+class Execution:
+    results: list[AgentResult] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def needs_info(self) -> list[AgentResult]:
+        return [r for r in self.results if r.status == "needs_info"]
+
+    @property
+    def escalations(self) -> list[AgentResult]:
+        return [r for r in self.results if r.status in ("escalate", "failed", "pending_approval")]
+
+
+def idempotency_key(conversation_id: str, turn: int, step_id: str) -> str:
+    return f"{conversation_id}:{turn}:{step_id}"
+
+
+@dataclass(slots=True)
+class Operator:
+    registry: Registry
+    backend: Backend
+    timeout_s: float = 10.0
+    retries: int = 2
+
+    async def execute(self, plan: Plan, case: Case, constraints: Constraints) -> Execution:
+        run = Execution()
+        done: dict[str, AgentResult] = {}
+        for wave in order(plan.steps):
+            handoffs = [self._handoff(step, case, constraints, done) for step in wave]
+            for h in handoffs:
+                run.events.append(HandoffSent(handoff=h))
+            if len(wave) == 1:
+                outcomes = [await self._step(wave[0], handoffs[0], done)]
+            else:
+                async with asyncio.TaskGroup() as tg:
+                    tasks = [tg.create_task(self._step(s, h, done)) for s, h in zip(wave, handoffs, strict=True)]
+                outcomes = [t.result() for t in tasks]
+            for result, events in outcomes:
+                done[result.step_id] = result
+                run.results.append(result)
+                run.events.extend(events)
+        return run
+
+    def _handoff(self, step: PlanStep, case: Case, constraints: Constraints,
+                 done: dict[str, AgentResult]) -> Handoff:
+        return Handoff(
+            step_id=step.step_id,
+            agent=step.agent,
+            skill=step.skill,
+            case=case,
+            constraints=constraints,
+            idempotency_key=idempotency_key(case.conversation_id, case.turn, step.step_id),
+            upstream=tuple(done[d] for d in step.depends_on if d in done),
+        )
+
+    async def _step(self, step: PlanStep, handoff: Handoff,
+                    done: dict[str, AgentResult]) -> tuple[AgentResult, list[Event]]:
+        skill = self.registry[step.skill]
+        skipped = self._unmet(step, handoff, done)
+        if skipped is not None:
+            return skipped, [AgentCompleted(result=skipped)]
+        params, missing = self._params(skill, handoff)
+        if missing:
+            result = AgentResult(step_id=step.step_id, agent=step.agent, skill=step.skill,
+                                 status="needs_info", missing=missing, reason="missing " + ", ".join(missing))
+            return result, [AgentCompleted(result=result)]
+        assert params is not None
+        call = SkillCall(handoff=handoff, params=params, backend=self.backend)
+        started = time.perf_counter()
+        error = ""
+        for attempt in range(1, self.retries + 2):
+            try:
+                result = await asyncio.wait_for(skill.run(call), self.timeout_s)
+            except ApprovalRequired as gate:
+                result = AgentResult(
+                    step_id=step.step_id, agent=step.agent, skill=step.skill, status="pending_approval",
+                    reason=gate.reason, template="pending_approval",
+                    facts={"action": gate.action, "amount": str(gate.amount) if gate.amount else "",
+                           "idempotency_key": handoff.idempotency_key},
+                )
+                return result, [AgentCompleted(result=result, latency_ms=_ms(started))]
+            except (SkillError, TimeoutError) as exc:
+                error = str(exc) or type(exc).__name__
+                transient = isinstance(exc, TimeoutError) or getattr(exc, "transient", False)
+                if transient and attempt <= self.retries:
+                    continue
+                failed = AgentResult(step_id=step.step_id, agent=step.agent, skill=step.skill,
+                                     status="failed", reason=error)
+                return failed, [AgentFailed(step_id=step.step_id, agent=step.agent, skill=step.skill,
+                                            error=error, attempts=attempt), AgentCompleted(result=failed)]
+            events: list[Event] = []
+            if result.action_key is not None:
+                events.append(ActionRequested(step_id=step.step_id, action=step.skill,
+                                              idempotency_key=result.action_key))
+                events.append(ActionCompleted(step_id=step.step_id, action=step.skill,
+                                              idempotency_key=result.action_key, facts=result.facts))
+            events.append(AgentCompleted(result=result, latency_ms=_ms(started)))
+            return result, events
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _unmet(step: PlanStep, handoff: Handoff, done: dict[str, AgentResult]) -> AgentResult | None:
+        """A skipped result when the step's condition on its upstream results does not hold."""
+        if step.when is None:
+            return None
+        fact, expected = step.when
+        upstream = [done[d] for d in step.depends_on if d in done]
+        actual = next((r.facts[fact] for r in upstream if fact in r.facts), None)
+        if actual is not None and actual.lower() == expected:
+            return None
+        facts = {"condition": f"{fact} {expected}", "actual": actual or "unknown"}
+        facts.update({k: v for r in upstream for k, v in r.facts.items() if k.endswith("_id")})
+        return AgentResult(step_id=step.step_id, agent=step.agent, skill=step.skill, status="ok",
+                           template="skipped", facts=facts, reason=f"{fact} is {actual}, not {expected}")
+
+    @staticmethod
+    def _params(skill: Skill, handoff: Handoff) -> tuple[BaseModel | None, tuple[str, ...]]:
+        """The skill's typed parameters from the case's entities and upstream facts."""
+        values: dict[str, object] = {}
+        entities = handoff.case.entities
+        for name in skill.params.model_fields:
+            if name == "customer_id":
+                values[name] = handoff.case.customer_id
+                continue
+            value = entities.first(name) if name in _ENTITY_NAMES else None  # type: ignore[arg-type]
+            if value is None:
+                value = next((r.facts[name] for r in handoff.upstream if name in r.facts), None)
+            if value is not None:
+                values[name] = value
+        missing = tuple(r for r in skill.requires if r not in values)
+        if missing:
+            return None, missing
+        try:
+            return skill.params.model_validate(values), ()
+        except ValidationError as exc:
+            bad = tuple(dict.fromkeys(str(e["loc"][0]) for e in exc.errors() if e["loc"]))
+            return None, bad or tuple(skill.requires)
+
+
+_ENTITY_NAMES = frozenset({"invoice_id", "payment_id", "charge_id", "amount", "email", "card_last4"})
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)

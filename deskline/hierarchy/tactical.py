@@ -1,0 +1,145 @@
+"""Tactical layer: the triage orchestrator. It plans once; the operation layer runs the plan.
+
+The routing cascade, each stage recording its verdict and why the turn moved on:
+
+    rules (strategy says escalate) -> resume (a pending plan gets its missing entity)
+    -> route cache -> local classifier -> [LLM planner, when a model is configured]
+    -> clarifying question
+
+The local path also splits a message that names two independent problems into a parallel plan,
+and a conditional one ("if my payment failed, send me the invoice") into a sequential plan.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+from deskline.agents.registry import Registry
+from deskline.eventlog.projections import ConversationState
+from deskline.handoffs.payload import AgentName, Department, Entities
+from deskline.handoffs.plan import Plan, PlanStep, StageVerdict
+from deskline.hierarchy.plan import validate
+from deskline.hierarchy.strategy import Strategy
+from deskline.routing.cache import CachedRoute, RouteCache
+from deskline.routing.classifier import Prediction, normalise
+
+AGENT_DEPARTMENTS: frozenset[Department] = frozenset(("tech", "billing", "payment"))
+
+_CONDITIONAL = re.compile(r"^\s*(?:and\s+)?if\s+(?P<cond>.+?)(?:,\s*|\s+then\s+)(?P<then>.+)$", re.I | re.S)
+_SPLIT = re.compile(r"\s*(?:[.;!?]+\s+|,?\s+\b(?:and\s+also|also|plus|as\s+well\s+as|and)\b\s+)", re.I)
+_WHEN_WORDS: tuple[tuple[re.Pattern[str], tuple[str, str]], ...] = (
+    (re.compile(r"\b(?:fail(?:ed|s)?|declined|bounced|didn'?t go through|rejected)\b", re.I), ("status", "failed")),
+    (re.compile(r"\b(?:pending|hasn'?t arrived|not arrived|stuck|still processing)\b", re.I), ("status", "pending")),
+    (re.compile(r"\b(?:went through|succeeded|completed|arrived)\b", re.I), ("status", "completed")),
+)
+
+
+class Triage(Protocol):
+    threshold: float
+
+    def predict(self, text: str) -> Prediction: ...
+
+
+@dataclass(slots=True)
+class Tactician:
+    """Plans a turn from the message, the state and the strategy. Holds no conversation state."""
+
+    registry: Registry
+    classifier: Triage
+    cache: RouteCache
+
+    def plan(self, state: ConversationState, text: str, entities: Entities, strategy: Strategy) -> Plan:
+        verdicts: list[StageVerdict] = []
+        if strategy.action == "escalate":
+            rule = StageVerdict(stage="rules", department="human", intent="escalation",
+                                confidence=1.0, accepted=True, reason="; ".join(strategy.reasons))
+            return Plan(mode="escalate", department="human", intent="escalation", confidence=1.0,
+                        stage="rules", verdicts=(rule,), reason=rule.reason)
+        resumed = self._resume(state, entities)
+        if resumed is not None:
+            return resumed
+        key = normalise(text)
+        route = self.cache.get(key)
+        if route is not None:
+            verdicts.append(StageVerdict(stage="cache", department=route.department, intent=route.intent,
+                                         confidence=route.confidence, accepted=True, reason="exact match"))
+            return self._route(text, route.department, route.intent, route.confidence, "cache", verdicts)
+        verdicts.append(StageVerdict(stage="cache", reason="no cached route for this text"))
+        p = self.classifier.predict(text)
+        if p.abstain:
+            verdicts.append(StageVerdict(
+                stage="classifier", department=p.department, intent=p.intent, confidence=p.confidence,
+                alternatives=p.alternatives,
+                reason=f"confidence {p.confidence:.2f} below threshold {self.classifier.threshold:.2f}"))
+            verdicts.append(StageVerdict(stage="llm", reason="no model configured"))
+            return Plan(mode="clarify", department="other", intent=p.intent, confidence=p.confidence,
+                        stage="fallback", verdicts=tuple(verdicts), reason="nothing confident: ask")
+        verdicts.append(StageVerdict(stage="classifier", department=p.department, intent=p.intent,
+                                     confidence=p.confidence, accepted=True, alternatives=p.alternatives,
+                                     reason=f"confidence {p.confidence:.2f} >= {self.classifier.threshold:.2f}"))
+        self.cache.put(key, CachedRoute(p.department, p.intent, p.confidence))
+        return self._route(text, p.department, p.intent, p.confidence, "classifier", verdicts)
+
+    def _route(self, text: str, department: Department, intent: str, confidence: float,
+               stage: str, verdicts: list[StageVerdict]) -> Plan:
+        common = {"department": department, "intent": intent, "confidence": confidence,
+                  "stage": stage, "verdicts": tuple(verdicts)}
+        if department == "human":
+            return Plan(mode="escalate", reason="the triage routed to a person", **common)  # type: ignore[arg-type]
+        if department not in AGENT_DEPARTMENTS:
+            return Plan(mode="clarify", reason="outside what the desk handles", **common)  # type: ignore[arg-type]
+        multi = self._sequential(text) or self._parallel(text)
+        if multi is not None:
+            return validate(Plan(mode=multi[0], steps=multi[1], reason=multi[2], **common), self.registry)  # type: ignore[arg-type]
+        skill = self.registry.choose(department, intent, text)  # type: ignore[arg-type]
+        step = PlanStep(step_id="s1", agent=skill.agent, skill=skill.name)
+        return validate(Plan(mode="single", steps=(step,), reason=f"{intent} -> {skill.name}", **common), self.registry)  # type: ignore[arg-type]
+
+    def _resume(self, state: ConversationState, entities: Entities) -> Plan | None:
+        pending = state.pending
+        if pending is None:
+            return None
+        supplied = [m for m in pending.missing if entities.has(m)]  # type: ignore[arg-type]
+        if not supplied:
+            return None
+        verdict = StageVerdict(stage="resume", department=pending.plan.department, intent=pending.plan.intent,
+                               confidence=pending.plan.confidence, accepted=True,
+                               reason=f"the customer supplied {', '.join(supplied)} for turn {pending.turn}")
+        return pending.plan.model_copy(update={"stage": "resume", "verdicts": (verdict,), "reason": verdict.reason})
+
+    def _clause_step(self, clause: str, step_id: str, depends_on: tuple[str, ...] = ()) -> PlanStep | None:
+        p = self.classifier.predict(clause)
+        if p.abstain or p.department not in AGENT_DEPARTMENTS:
+            return None
+        agent: AgentName = p.department  # type: ignore[assignment]
+        skill = self.registry.choose(agent, p.intent, clause)
+        return PlanStep(step_id=step_id, agent=agent, skill=skill.name, depends_on=depends_on, clause=clause.strip())
+
+    def _sequential(self, text: str) -> tuple[str, tuple[PlanStep, ...], str] | None:
+        m = _CONDITIONAL.match(text)
+        if m is None:
+            return None
+        first = self._clause_step(m.group("cond"), "s1")
+        if first is None:
+            return None
+        second = self._clause_step(m.group("then"), "s2", depends_on=("s1",))
+        if second is None or second.skill == first.skill:
+            return None
+        when = next((value for pattern, value in _WHEN_WORDS if pattern.search(m.group("cond"))), None)
+        second = second.model_copy(update={"when": when})
+        return "sequential", (first, second), "a conditional request: the second step waits on the first"
+
+    def _parallel(self, text: str) -> tuple[str, tuple[PlanStep, ...], str] | None:
+        clauses = [c for c in _SPLIT.split(text) if len(c.split()) >= 3]
+        if len(clauses) < 2:
+            return None
+        steps: list[PlanStep] = []
+        for clause in clauses:
+            step = self._clause_step(clause, f"s{len(steps) + 1}")
+            if step is not None and all(s.agent != step.agent for s in steps):
+                steps.append(step)
+        if len(steps) < 2:
+            return None
+        return "parallel", tuple(steps), "independent problems for different agents"

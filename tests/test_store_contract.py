@@ -1,0 +1,94 @@
+"""One contract for every event store: memory, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from deskline.errors import ConcurrencyConflict, CorruptEvent, StoreUnavailable
+from deskline.eventlog.database import make_engine
+from deskline.eventlog.events import CustomerMessaged, ReplySent
+from deskline.eventlog.store import EventStore, MemoryEventStore, SqlEventStore
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def store(request: pytest.FixtureRequest) -> EventStore:
+    """Each store implementation, fresh."""
+    if request.param == "memory":
+        return MemoryEventStore()
+    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
+    return SqlEventStore(make_engine(url))
+
+
+def msg(text: str, key: str | None = None) -> CustomerMessaged:
+    return CustomerMessaged(text=text, client_message_id=key)
+
+
+def test_append_assigns_consecutive_sequence_numbers(store: EventStore) -> None:
+    """Appended events get seq 1..n in order and load back equal."""
+    store.append("c1", 0, 1, [msg("hi"), ReplySent(text="hello", department="other", mode="clarify")])
+    store.append("c1", 2, 2, [msg("again")])
+    loaded = store.load("c1")
+    assert [r.seq for r in loaded] == [1, 2, 3]
+    assert [r.turn for r in loaded] == [1, 1, 2]
+    assert loaded[0].event == msg("hi")
+    assert store.load("c1", after=2)[0].event == msg("again")
+
+
+def test_stale_expected_seq_conflicts_and_writes_nothing(store: EventStore) -> None:
+    """A writer that expected an older head gets ConcurrencyConflict and nothing is appended."""
+    store.append("c1", 0, 1, [msg("one")])
+    with pytest.raises(ConcurrencyConflict):
+        store.append("c1", 0, 1, [msg("two"), msg("three")])
+    assert [r.event.text for r in store.load("c1")] == ["one"]  # type: ignore[union-attr]
+
+
+def test_expected_seq_past_head_conflicts(store: EventStore) -> None:
+    """Appending after a sequence number nobody wrote would leave a gap, so it conflicts."""
+    store.append("c1", 0, 1, [msg("one")])
+    with pytest.raises(ConcurrencyConflict):
+        store.append("c1", 5, 2, [msg("gap")])
+    assert len(store.load("c1")) == 1
+
+
+def test_same_client_message_id_appends_once(store: EventStore) -> None:
+    """A resent client message id is refused by the store itself."""
+    store.append("c1", 0, 1, [msg("pay", key="m-1")])
+    with pytest.raises(ConcurrencyConflict):
+        store.append("c1", 1, 2, [msg("pay", key="m-1")])
+    store.append("c2", 0, 1, [msg("pay", key="m-1")])  # ids are per conversation
+    assert len(store.load("c1")) == 1 and len(store.load("c2")) == 1
+
+
+def test_conversations_are_independent(store: EventStore) -> None:
+    """Each conversation has its own sequence; read_all returns both in append order."""
+    store.append("a", 0, 1, [msg("a1")])
+    store.append("b", 0, 1, [msg("b1")])
+    store.append("a", 1, 2, [msg("a2")])
+    assert store.conversation_ids() == ["a", "b"]
+    everything = store.read_all()
+    assert [(r.conversation_id, r.seq) for _, r in everything] == [("a", 1), ("b", 1), ("a", 2)]
+    position = everything[1][0]
+    assert [(r.conversation_id, r.seq) for _, r in store.read_all(position)] == [("a", 2)]
+
+
+def test_corrupt_row_names_conversation_and_seq(sqlite_url: str) -> None:
+    """A row that does not parse is reported with where it sits; other conversations still load."""
+    engine = make_engine(sqlite_url)
+    store = SqlEventStore(engine)
+    store.append("bad", 0, 1, [msg("x")])
+    store.append("good", 0, 1, [msg("y")])
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE events SET data = '{\"type\": \"martian\"}' WHERE conversation_id = 'bad'"))
+    with pytest.raises(CorruptEvent) as err:
+        store.load("bad")
+    assert err.value.fields == {"conversation_id": "bad", "seq": 1}
+    assert len(store.load("good")) == 1
+
+
+def test_unreachable_database_is_one_clear_error() -> None:
+    """A server that is not there gives StoreUnavailable, not a driver traceback."""
+    pytest.importorskip("psycopg")
+    with pytest.raises(StoreUnavailable) as err:
+        SqlEventStore(make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2"))
+    assert "cannot reach the database" in err.value.message
