@@ -14,7 +14,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from deskline.config import Settings
-from deskline.errors import DesklineError, InputError
+from deskline.errors import DesklineError, InputError, UnknownConversation
 
 app = typer.Typer(
     name="deskline",
@@ -124,6 +124,90 @@ def chat(conversation: ConversationOpt = None) -> None:
         _fail(exc, False)
     if cid:
         console.print(f"[dim]conversation {cid}[/]")
+
+
+@app.command()
+def replay(
+    conversation_id: Annotated[str, typer.Argument(help="The conversation to rebuild.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Rebuild a conversation from the log and decide every turn again, calling no model."""
+    from deskline.hierarchy.replay import replay as run_replay
+    from deskline.runtime import open_desk
+
+    settings = _settings()
+    try:
+        desk = open_desk(settings)
+        if not desk.store.load(conversation_id):
+            raise UnknownConversation(f"no conversation {conversation_id!r} in the log",
+                                      conversation_id=conversation_id)
+        turns = asyncio.run(run_replay(desk, conversation_id))
+    except DesklineError as exc:
+        _fail(exc, as_json)
+    changed = [t.turn for t in turns if not t.same]
+    if as_json:
+        typer.echo(json.dumps({"conversation_id": conversation_id, "turns": [t.to_dict() for t in turns],
+                               "changed": changed}))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("turn", "department", "mode", "seqs", "same", "reply", title=f"replay of {conversation_id}")
+        for t in turns:
+            seqs = f"{t.seqs[0]}-{t.seqs[-1]}" if t.seqs else ""
+            table.add_row(str(t.turn), t.department or "", t.mode or "", seqs, "yes" if t.same else "[red]NO[/]",
+                          (t.reply or "")[:60])
+        console = Console()
+        console.print(table)
+        for t in turns:
+            for d in t.differences:
+                console.print(f"[red]turn {t.turn}[/]: {d}")
+    raise typer.Exit(1 if changed else 0)
+
+
+@app.command()
+def recover(
+    older_than: Annotated[float, typer.Option(help="Only turns accepted at least this many seconds ago.")] = 0.0,
+) -> None:
+    """Finish every accepted message that has no reply (after a crash)."""
+    import time
+
+    from deskline.runtime import open_desk
+
+    settings = _settings()
+    try:
+        desk = open_desk(settings)
+        done = asyncio.run(desk.recover_all(accepted_before=time.time() - older_than))
+    except DesklineError as exc:
+        _fail(exc, False)
+    typer.echo(f"recovered {len(done)} turn(s)")
+
+
+@app.command()
+def compact(
+    older_than_days: Annotated[float, typer.Option(help="Closed for at least this many days.")] = 90.0,
+    archive: Annotated[str | None, typer.Option(help="Directory for the gzip JSON-lines archive.")] = "archive",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would go; change nothing.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Archive and remove conversations closed for longer than the retention period."""
+    from pathlib import Path
+
+    from deskline.eventlog.retention import compact as run_compact
+    from deskline.runtime import open_desk
+
+    settings = _settings()
+    try:
+        desk = open_desk(settings)
+        done = run_compact(desk.store, older_than_days * 86400, Path(archive) if archive else None, dry_run=dry_run)
+    except DesklineError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        typer.echo(json.dumps(done.to_dict()))
+    else:
+        verb = "would remove" if dry_run else "removed"
+        where = f", archived to {done.archive}" if done.archive else ""
+        typer.echo(f"{verb} {len(done.conversations)} conversation(s), {done.events} event(s){where}")
 
 
 def main() -> None:

@@ -9,6 +9,15 @@ from deskline.config import Settings
 from deskline.hierarchy.desk import SupportDesk
 
 
+def _configure_logs(settings: Settings) -> None:
+    import structlog
+
+    if not structlog.is_configured():
+        from deskline.logs import configure
+
+        configure(settings.log_format, settings.log_level)
+
+
 def open_desk(settings: Settings) -> SupportDesk:
     """The desk on the configured database, with the demo system of record seeded in it."""
     from deskline.agents import default_registry
@@ -17,6 +26,7 @@ def open_desk(settings: Settings) -> SupportDesk:
     from deskline.eventlog.store import SqlEventStore
     from deskline.routing.classifier import load_classifier
 
+    _configure_logs(settings)
     engine = make_engine(settings.database_url)
     store = SqlEventStore(engine)
     return SupportDesk(
@@ -36,6 +46,7 @@ def memory_desk(settings: Settings | None = None) -> SupportDesk:
     from deskline.routing.classifier import load_classifier
 
     settings = settings or Settings()
+    _configure_logs(settings)
     return SupportDesk(
         store=MemoryEventStore(),
         backend=MemoryBackend(),

@@ -138,7 +138,7 @@ async def _invent(call: SkillCall) -> AgentResult:
 def test_a_reply_with_invented_facts_is_caught_and_escalated() -> None:
     """A template that states an amount no result holds fails grounding: fallback text, escalated."""
     liar = Skill(name="billing.liar", agent="billing", description="invents", params=NoParams, run=_invent,
-                 templates={"default": "Invoice {invoice_id} was refunded $999.00."})
+                 intents=frozenset({"invoice_question"}), templates={"default": "Invoice {invoice_id} was refunded $999.00."})
     reg = default_registry()
     registry = Registry([*[s for s in reg.skills.values() if s.agent != "billing"], liar,
                          *[s for s in reg.skills.values() if s.agent == "billing" and s.name != reg.defaults["billing"]]],

@@ -92,3 +92,13 @@ def test_unreachable_database_is_one_clear_error() -> None:
     with pytest.raises(StoreUnavailable) as err:
         SqlEventStore(make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2"))
     assert "cannot reach the database" in err.value.message
+
+
+def test_unfinished_lists_accepted_messages_without_an_ending(store: EventStore) -> None:
+    """A message opens a turn until a reply or a hold closes it; unfinished() lists the open ones."""
+    store.append("a", 0, 1, [msg("a1")])
+    store.append("b", 0, 1, [msg("b1")])
+    assert sorted(store.unfinished()) == [("a", 1), ("b", 1)]
+    store.append("a", 1, 1, [ReplySent(text="ok", department="other", mode="clarify")])
+    assert store.unfinished() == [("b", 1)]
+    assert store.unfinished(accepted_before=0.0) == []

@@ -17,8 +17,8 @@ def test_grounded_reply_passes() -> None:
 def test_invented_facts_are_caught() -> None:
     """An amount, id or date no result mentions is reported."""
     r = result(invoice_id="INV-1001", amount="$49.00")
-    problems = ungrounded("Invoice INV-1002 for $94.00 was refunded on 2026-12-24.", [r])
-    assert problems == ["$94.00", "INV-1002", "2026-12-24"]
+    problems = ungrounded("Invoice INV-1002 for $94.00 was refunded on 2026-12-24, due March 3, 2025.", [r])
+    assert problems == ["$94.00", "INV-1002", "2026-12-24", "March 3, 2025"]
 
 
 def test_ids_the_customer_named_are_grounded() -> None:

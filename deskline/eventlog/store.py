@@ -18,12 +18,12 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from pydantic import ValidationError
-from sqlalchemy import Engine, Index, UniqueConstraint, insert, select
+from sqlalchemy import Engine, Index, UniqueConstraint, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Field, SQLModel
 
 from deskline.errors import ConcurrencyConflict, CorruptEvent, StoreUnavailable
-from deskline.eventlog.events import EVENT_ADAPTER, CustomerMessaged, Event, Recorded
+from deskline.eventlog.events import EVENT_ADAPTER, TURN_ENDS, CustomerMessaged, Event, Recorded
 
 
 class EventStore(Protocol):
@@ -34,6 +34,12 @@ class EventStore(Protocol):
     ) -> list[Recorded]: ...
 
     def conversation_ids(self) -> list[str]: ...
+
+    def unfinished(self, accepted_before: float | None = None) -> list[tuple[str, int]]: ...
+
+    def idle_since(self, before: float) -> list[str]: ...
+
+    def remove(self, conversation_ids: Sequence[str]) -> int: ...
 
     def read_all(self, after_position: int = 0, limit: int = 1000) -> list[tuple[int, Recorded]]: ...
 
@@ -60,7 +66,28 @@ class EventRow(SQLModel, table=True):
     created_at: float
 
 
+class OpenTurnRow(SQLModel, table=True):
+    """Accepted messages not yet answered: kept in step with ``events`` in the same transaction,
+    so recovery finds unfinished turns without scanning the log."""
+
+    __tablename__ = "open_turns"
+
+    conversation_id: str = Field(primary_key=True, max_length=64)
+    turn: int = Field(primary_key=True)
+    message_seq: int
+    accepted_at: float
+
+
 EVENTS = EventRow.__table__  # type: ignore[attr-defined]
+OPEN_TURNS = OpenTurnRow.__table__  # type: ignore[attr-defined]
+TABLES = [EVENTS, OPEN_TURNS]
+
+
+def _turn_changes(recorded: Sequence[Recorded]) -> tuple[list[Recorded], list[Recorded]]:
+    """Messages that open a turn, and events that close one."""
+    opened = [r for r in recorded if isinstance(r.event, CustomerMessaged)]
+    closed = [r for r in recorded if r.event.type in TURN_ENDS]
+    return opened, closed
 
 
 def _message_key(event: Event) -> str | None:
@@ -93,7 +120,7 @@ class SqlEventStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         try:
-            SQLModel.metadata.create_all(engine, tables=[EVENTS])
+            SQLModel.metadata.create_all(engine, tables=TABLES)
         except OperationalError as exc:
             raise StoreUnavailable(
                 f"cannot reach the database at {engine.url.render_as_string(hide_password=True)}: "
@@ -149,6 +176,14 @@ class SqlEventStore:
                             expected_seq=expected_seq,
                         )
                 conn.execute(insert(EVENTS), rows)
+                opened, closed = _turn_changes(recorded)
+                for r in closed:
+                    conn.execute(delete(OPEN_TURNS).where(
+                        OPEN_TURNS.c.conversation_id == conversation_id, OPEN_TURNS.c.turn == r.turn))
+                if opened and not closed:
+                    conn.execute(insert(OPEN_TURNS), [
+                        {"conversation_id": conversation_id, "turn": r.turn, "message_seq": r.seq,
+                         "accepted_at": now} for r in opened])
         except IntegrityError as exc:
             raise ConcurrencyConflict(
                 f"conversation {conversation_id} moved past {expected_seq}",
@@ -159,12 +194,40 @@ class SqlEventStore:
             raise StoreUnavailable(f"the event store failed: {exc.orig}") from exc
         return recorded
 
+    def unfinished(self, accepted_before: float | None = None) -> list[tuple[str, int]]:
+        """(conversation, turn) of every accepted message with no ending yet, oldest first."""
+        query = select(OPEN_TURNS.c.conversation_id, OPEN_TURNS.c.turn).order_by(OPEN_TURNS.c.accepted_at)
+        if accepted_before is not None:
+            query = query.where(OPEN_TURNS.c.accepted_at < accepted_before)
+        with self._connect() as conn:
+            return [(cid, turn) for cid, turn in conn.execute(query).all()]
+
     def conversation_ids(self) -> list[str]:
         with self._connect() as conn:
             rows = conn.execute(
                 select(EVENTS.c.conversation_id).distinct().order_by(EVENTS.c.conversation_id)
             ).all()
         return [r[0] for r in rows]
+
+    def idle_since(self, before: float) -> list[str]:
+        """Conversations whose last event is older than ``before`` (epoch seconds)."""
+        query = (
+            select(EVENTS.c.conversation_id)
+            .group_by(EVENTS.c.conversation_id)
+            .having(func.max(EVENTS.c.created_at) < before)
+            .order_by(EVENTS.c.conversation_id)
+        )
+        with self._connect() as conn:
+            return [r[0] for r in conn.execute(query).all()]
+
+    def remove(self, conversation_ids: Sequence[str]) -> int:
+        """Delete these conversations' events (after they were archived); returns the rows removed."""
+        ids = list(conversation_ids)
+        if not ids:
+            return 0
+        with self.engine.begin() as conn:
+            conn.execute(delete(OPEN_TURNS).where(OPEN_TURNS.c.conversation_id.in_(ids)))
+            return conn.execute(delete(EVENTS).where(EVENTS.c.conversation_id.in_(ids))).rowcount or 0
 
     def read_all(self, after_position: int = 0, limit: int = 1000) -> list[tuple[int, Recorded]]:
         """Events of every conversation in append order, after a global position (the row id).
@@ -197,6 +260,7 @@ class MemoryEventStore:
         self._streams: dict[str, list[Recorded]] = {}
         self._keys: set[tuple[str, str]] = set()
         self._all: list[Recorded] = []
+        self._open: dict[tuple[str, int], float] = {}
 
     def load(self, conversation_id: str, after: int = 0) -> list[Recorded]:
         with self._lock:
@@ -221,12 +285,36 @@ class MemoryEventStore:
             ]
             stream.extend(recorded)
             self._keys.update(keys)
+            opened, closed = _turn_changes(recorded)
+            for r in closed:
+                self._open.pop((conversation_id, r.turn), None)
+            if opened and not closed:
+                self._open.update({(conversation_id, r.turn): now for r in opened})
             self._all.extend(recorded)
             return recorded
+
+    def unfinished(self, accepted_before: float | None = None) -> list[tuple[str, int]]:
+        with self._lock:
+            items = sorted(self._open.items(), key=lambda kv: kv[1])
+        return [key for key, at in items if accepted_before is None or at < accepted_before]
 
     def conversation_ids(self) -> list[str]:
         with self._lock:
             return sorted(self._streams)
+
+    def idle_since(self, before: float) -> list[str]:
+        with self._lock:
+            return sorted(cid for cid, stream in self._streams.items() if stream and stream[-1].at < before)
+
+    def remove(self, conversation_ids: Sequence[str]) -> int:
+        with self._lock:
+            removed = 0
+            for cid in conversation_ids:
+                removed += len(self._streams.pop(cid, []))
+                self._keys = {k for k in self._keys if k[0] != cid}
+                self._open = {k: v for k, v in self._open.items() if k[0] != cid}
+            # positions in read_all stay stable: removed events are blanked, not shifted
+            return removed
 
     def read_all(self, after_position: int = 0, limit: int = 1000) -> list[tuple[int, Recorded]]:
         with self._lock:

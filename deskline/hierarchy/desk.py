@@ -16,6 +16,8 @@ again on the new state, and if that writer already answered this message its ans
 
 from __future__ import annotations
 
+import asyncio
+import random
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,7 +52,7 @@ from deskline.hierarchy.writer import FALLBACK, TemplateWriter, escalation_text
 from deskline.routing.cache import RouteCache
 
 log = structlog.get_logger("deskline.desk")
-MAX_ATTEMPTS = 5
+MAX_ATTEMPTS = 60  # one customer rarely races themself; many processes on one conversation might
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +127,7 @@ class SupportDesk:
                      client_message_id: str | None = None) -> TurnResult:
         message = clean_text(text, self.settings.max_message_chars)
         cid = conversation_id or new_conversation_id()
-        for _ in range(MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
             records = self.store.load(cid)
             state = fold(cid, records)
             seen = state.turn_for_message(client_message_id) if client_message_id else None
@@ -133,6 +135,7 @@ class SupportDesk:
                 return _result(state, seen, appended=0, duplicate=True)
             if seen is None and state.open_turn() is not None:
                 await self._finish(state, records)  # an earlier message was accepted, never answered
+                await _backoff(attempt)
                 continue
             if seen is not None:
                 return await self._finish(state, records, duplicate=True)
@@ -141,6 +144,7 @@ class SupportDesk:
                 accepted = self.store.append(cid, state.last_seq, state.turn_count + 1,
                                              [*opening, CustomerMessaged(text=message, client_message_id=client_message_id)])
             except ConcurrencyConflict:
+                await _backoff(attempt)
                 continue
             return await self._finish(fold(cid, records + accepted), records + accepted, accepted=len(accepted))
         raise ConcurrencyConflict(f"conversation {cid} kept moving; gave up after {MAX_ATTEMPTS} attempts",
@@ -154,11 +158,20 @@ class SupportDesk:
             return None
         return await self._finish(state, records)
 
+    async def recover_all(self, accepted_before: float | None = None) -> list[TurnResult]:
+        """Finish every unfinished turn in the store (at start-up, after a crash)."""
+        done = []
+        for conversation_id, _turn in self.store.unfinished(accepted_before):
+            result = await self.recover(conversation_id)
+            if result is not None:
+                done.append(result)
+        return done
+
     async def _finish(self, state: ConversationState, records: list[Recorded], *,
                       accepted: int = 0, duplicate: bool = False) -> TurnResult:
         """Decide the open turn and append its events; on a conflict, decide again."""
         cid = state.conversation_id
-        for _ in range(MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
             turn = state.open_turn()
             if turn is None:  # another writer finished it
                 last = state.turns[-1]
@@ -169,6 +182,7 @@ class SupportDesk:
                 appended = self.store.append(cid, state.last_seq, turn.turn, events)
             except ConcurrencyConflict:
                 bound.info("turn.conflict", expected_seq=state.last_seq)
+                await _backoff(attempt)
                 records = self.store.load(cid)
                 state = fold(cid, records)
                 continue
@@ -178,8 +192,13 @@ class SupportDesk:
             return _result(state, done, appended=len(appended) + accepted, duplicate=duplicate)
         raise ConcurrencyConflict(f"conversation {cid} kept moving; gave up", conversation_id=cid)
 
-    async def decide(self, state: ConversationState, turn: TurnView) -> list[Event]:
-        """Every event of one turn's decisions, from the state before them. No store writes."""
+    async def decide(self, state: ConversationState, turn: TurnView, *,
+                     operator: Operator | None = None) -> list[Event]:
+        """Every event of one turn's decisions, from the state before them. No store writes.
+
+        ``operator`` replaces the live one; replay passes one that hands back recorded results.
+        """
+        operator = operator or self.operator
         text = turn.text
         entities = state.entities.merged(extract(text))
         strategy = strategy_rules.decide(state, text, extract(text), self.settings)
@@ -204,7 +223,7 @@ class SupportDesk:
         case = Case(conversation_id=state.conversation_id, turn=turn.turn, customer_id=state.customer_id,
                     intent=plan.intent, department=plan.department, entities=entities,
                     actions_taken=state.actions_taken, history=state.history[-10:])
-        run = await self.operator.execute(plan, case, strategy.constraints)
+        run = await operator.execute(plan, case, strategy.constraints)
         events.extend(run.events)
         return [*events, *self._reply(text, plan, entities, run)]
 
@@ -235,6 +254,12 @@ class SupportDesk:
             actions_taken=tuple(f"{r.skill}: {r.status}" for r in results),
             pending_action=escalation.pending_action(results),
         )]
+
+
+async def _backoff(attempt: int) -> None:
+    """Yield to the writer that got there first; a little longer each time, with jitter."""
+    if attempt:
+        await asyncio.sleep(random.uniform(0, min(0.05, 0.002 * attempt)))
 
 
 def _result(state: ConversationState, turn: TurnView, *, appended: int, duplicate: bool = False) -> TurnResult:

@@ -54,7 +54,10 @@ FALLBACK = (
 
 _MONEY = re.compile(r"[$€£]\s?\d[\d,]*(?:\.\d+)?|\b\d[\d,]*(?:\.\d+)?\s?(?:USD|EUR|GBP)\b")
 _ID = re.compile(r"\b[A-Z]{1,4}-\d{3,}\b")
-_DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
+_DATE = re.compile(
+    r"\b\d{4}-\d{2}-\d{2}\b|\b(?:January|February|March|April|May|June|July|August|September|October"
+    r"|November|December)\s+\d{1,2},\s+\d{4}\b"
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,133 @@
+"""Replay: rebuild a conversation from its log and decide every turn again, calling no model.
+
+Each turn is decided from the state folded up to its message, with the agents' recorded results
+standing in for the system of record (and recorded model outputs for the model), so an unchanged
+desk reproduces the log exactly. A changed desk (new thresholds, skills, templates) shows which
+turns would now be decided differently: that is how a configuration change is evaluated on
+yesterday's traffic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from deskline.eventlog.events import TURN_ENDS, AgentCompleted, Event, Recorded
+from deskline.eventlog.projections import fold
+from deskline.handoffs.payload import AgentResult, Handoff
+from deskline.handoffs.plan import PlanStep
+from deskline.hierarchy.desk import SupportDesk
+from deskline.hierarchy.operation import Operator
+
+_VOLATILE = frozenset({"latency_ms", "at"})
+
+
+@dataclass(frozen=True, slots=True)
+class TurnReplay:
+    turn: int
+    department: str | None
+    mode: str | None
+    reply: str | None
+    seqs: tuple[int, ...]
+    differences: tuple[str, ...] = field(default=())
+
+    @property
+    def same(self) -> bool:
+        return not self.differences
+
+    def to_dict(self) -> dict[str, object]:
+        return {"turn": self.turn, "department": self.department, "mode": self.mode, "reply": self.reply,
+                "seqs": list(self.seqs), "same": self.same, "differences": list(self.differences)}
+
+
+class RecordedOperator(Operator):
+    """An operator whose steps return what the log says they returned."""
+
+    def __init__(self, base: Operator, recorded: list[Event]) -> None:
+        super().__init__(base.registry, base.backend, base.timeout_s, base.retries)
+        self._by_step: dict[str, list[Event]] = {}
+        current: str | None = None
+        for e in recorded:
+            step_id = getattr(e, "step_id", None) or (e.result.step_id if isinstance(e, AgentCompleted) else None)
+            if e.type == "handoff_sent":
+                current = e.handoff.step_id  # type: ignore[union-attr]
+                continue
+            if step_id is not None or current is not None:
+                self._by_step.setdefault(step_id or current or "", []).append(e)
+
+    async def _step(self, step: PlanStep, handoff: Handoff,
+                    done: dict[str, AgentResult]) -> tuple[AgentResult, list[Event]]:
+        events = self._by_step.get(step.step_id)
+        result = next((e.result for e in events or () if isinstance(e, AgentCompleted)), None)
+        if events is None or result is None:
+            return await self._missing(step)
+        return result, list(events)
+
+    async def _missing(self, step: PlanStep) -> tuple[AgentResult, list[Event]]:
+        result = AgentResult(step_id=step.step_id, agent=step.agent, skill=step.skill, status="failed",
+                             reason="no recorded result for this step")
+        return result, [AgentCompleted(result=result)]
+
+
+def _comparable(e: Event) -> dict[str, Any]:
+    data = e.model_dump(mode="json")
+    if e.type == "plan_made":
+        plan = data["plan"]
+        if plan["stage"] == "cache":  # a cache hit is the classifier's answer remembered
+            plan["stage"] = "classifier"
+        plan["verdicts"] = [v for v in plan["verdicts"] if v["stage"] != "cache"]
+    return _strip(data)
+
+
+def _strip(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip(v) for k, v in value.items() if k not in _VOLATILE}
+    if isinstance(value, list):
+        return [_strip(v) for v in value]
+    return value
+
+
+def _diff(recorded: list[Event], replayed: list[Event]) -> list[str]:
+    out: list[str] = []
+    for i in range(max(len(recorded), len(replayed))):
+        a = _comparable(recorded[i]) if i < len(recorded) else None
+        b = _comparable(replayed[i]) if i < len(replayed) else None
+        if a != b:
+            kind = (a or b or {}).get("type", "?")
+            out.append(f"event {i + 1} ({kind}): log {_short(a)} != replay {_short(b)}")
+    return out
+
+
+def _short(value: dict[str, Any] | None) -> str:
+    text = "nothing" if value is None else str(value)
+    return text if len(text) <= 240 else text[:237] + "..."
+
+
+def _decisions(records: list[Recorded], message_seq: int) -> list[Recorded]:
+    """The events the desk appended for the message at ``message_seq``, up to the turn's end."""
+    out: list[Recorded] = []
+    for r in records:
+        if r.seq <= message_seq:
+            continue
+        out.append(r)
+        if r.event.type in TURN_ENDS:
+            break
+    return out
+
+
+async def replay(desk: SupportDesk, conversation_id: str, records: list[Recorded] | None = None) -> list[TurnReplay]:
+    """Every answered turn of the conversation decided again; differences listed per turn."""
+    records = desk.store.load(conversation_id) if records is None else records
+    state = fold(conversation_id, records)
+    out: list[TurnReplay] = []
+    for turn in state.turns:
+        if not turn.complete:
+            continue
+        before = [r for r in records if r.seq <= turn.message_seq]
+        logged = _decisions(records, turn.message_seq)
+        logged_events = [r.event for r in logged]
+        prior = fold(conversation_id, before)
+        replayed = await desk.decide(prior, prior.turns[-1], operator=RecordedOperator(desk.operator, logged_events))
+        out.append(TurnReplay(turn=turn.turn, department=turn.department, mode=turn.mode, reply=turn.reply,
+                              seqs=tuple(r.seq for r in logged), differences=tuple(_diff(logged_events, replayed))))
+    return out

@@ -1,0 +1,428 @@
+"""Training of the local triage classifier (needs scikit-learn; the runtime does not).
+
+Why it is built this way:
+
+* Department labels are unions of very different intents (``human`` is both "my card was
+  stolen" and "let me talk to a person"), which a single linear department model separates
+  poorly. So two linear SVMs are trained on the same tf-idf features (word 1-2-grams plus
+  ``char_wb`` 2-5-grams, sublinear tf): one over the 5 departments and one over every
+  (department, intent) pair. A multinomial logistic stacker turns the department scores and the
+  best intent score of each department into calibrated department probabilities. It is fitted
+  on 2-fold out-of-fold scores, so its probabilities are honest about unseen text.
+* ``python -m deskline.routing.train`` rebuilds the shipped artifact deterministically: fixed
+  seeds, sorted vocabularies, a fixed data order and a gzip stream without a timestamp. The three
+  linear-SVM fits (two folds and the full data) run in separate processes, each with its own
+  liblinear random state, so the result does not depend on scheduling.
+* The exported intent matrix keeps only its largest weights (int16), which keeps the artifact
+  small and the pure-Python scoring in :mod:`deskline.routing.classifier` fast; ``build``
+  checks that the pure-Python predictions agree with scikit-learn's on a held-out sample.
+* Data: BANKING77 (train split minus a 10 % hold-out, see ``prepare_data``), CLINC150 train and
+  our own hand-written ``desk_examples.csv``. The Bitext file is never read here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import hashlib
+import io
+import json
+import math
+import os
+import sys
+import time
+from array import array
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from deskline.handoffs.payload import DEPARTMENTS
+from deskline.routing.classifier import (
+    DEFAULT_MODEL_PATH,
+    FORMAT_VERSION,
+    MAGIC,
+    Classifier,
+    _build_model,
+    normalise,
+)
+
+DATA_DIR = Path(__file__).with_name("data")
+TRAIN_FILES = ("banking77_train.csv", "clinc150_train.csv", "desk_examples.csv")
+HOLDOUT_FILE = "banking77_holdout.csv"
+HOLDOUT_EVERY = 10  # every 10th BANKING77 row of an intent (by text digest) is held out
+
+SEED = 0
+WORD_NGRAMS = (1, 2)
+CHAR_NGRAMS = (2, 5)
+CHAR_MIN_DF = 2
+SVM_C = 0.5
+META_C = 1.0
+INTENT_KEEP = 0.06  # fraction of intent weights (largest |w|) kept in the artifact
+COVERAGE_FLOOR = 0.5  # below this share of known words, confidence shrinks towards uniform
+THRESHOLD = 0.5  # default abstention threshold on the department probability
+PARITY_SAMPLE = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """One labelled training utterance (text already normalised)."""
+
+    text: str
+    intent: str
+    department: str
+    source: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.department}/{self.intent}"
+
+
+@dataclass(frozen=True, slots=True)
+class LinearFit:
+    """The coefficients of the two linear SVMs fitted on one set of rows."""
+
+    dept_coef: Any
+    dept_bias: Any
+    intent_coef: Any
+    intent_bias: Any
+
+
+def read_rows(path: Path, source: str) -> list[Example]:
+    """The rows of one labelled CSV (text, source_intent, department, ambiguous)."""
+    with path.open(encoding="utf-8", newline="") as handle:
+        return [
+            Example(normalise(row["text"]), row["source_intent"], row["department"], source)
+            for row in csv.DictReader(handle)
+            if row["department"] in DEPARTMENTS and normalise(row["text"])
+        ]
+
+
+def read_training_rows(data_dir: Path) -> list[Example]:
+    """All training rows, in file order."""
+    rows: list[Example] = []
+    for name in TRAIN_FILES:
+        rows.extend(read_rows(data_dir / name, name.split("_")[0]))
+    return rows
+
+
+def prepare_data(source_dir: Path, data_dir: Path = DATA_DIR) -> None:
+    """Derive the shipped CSVs from the public files: BANKING77 train minus a hold-out split.
+
+    Within each intent the rows are ordered by the SHA-256 of their text and every
+    ``HOLDOUT_EVERY``-th one goes to the hold-out file, which is never trained on.
+    """
+    with (source_dir / "banking77_train.csv").open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        fields = list(reader.fieldnames or [])
+        rows = list(reader)
+    by_intent: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for row in rows:
+        by_intent[row["source_intent"]].append(row)
+    held: set[int] = set()
+    for members in by_intent.values():
+        ordered = sorted(members, key=lambda r: hashlib.sha256(r["text"].encode()).hexdigest())
+        held.update(id(r) for r in ordered[HOLDOUT_EVERY - 1 :: HOLDOUT_EVERY])
+    _write_csv(data_dir / "banking77_train.csv", fields, [r for r in rows if id(r) not in held])
+    _write_csv(data_dir / HOLDOUT_FILE, fields, [r for r in rows if id(r) in held])
+    clinc = (source_dir / "clinc150_train.csv").read_bytes()
+    (data_dir / "clinc150_train.csv").write_bytes(clinc)
+
+
+def _write_csv(path: Path, fields: list[str], rows: list[dict[str, str]]) -> None:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _vectorizer() -> Any:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import FeatureUnion
+
+    return FeatureUnion(
+        [
+            (
+                "word",
+                TfidfVectorizer(ngram_range=WORD_NGRAMS, sublinear_tf=True, lowercase=False),
+            ),
+            (
+                "char",
+                TfidfVectorizer(
+                    analyzer="char_wb",
+                    ngram_range=CHAR_NGRAMS,
+                    min_df=CHAR_MIN_DF,
+                    sublinear_tf=True,
+                    lowercase=False,
+                ),
+            ),
+        ]
+    )
+
+
+def _fit_linear(matrix: Any, dept_labels: Any, intent_labels: Any) -> LinearFit:
+    """Both SVMs on one set of rows (runs in a worker process)."""
+    from sklearn.svm import LinearSVC
+
+    dept = LinearSVC(C=SVM_C, random_state=SEED, max_iter=5000).fit(matrix, dept_labels)
+    intent = LinearSVC(C=SVM_C, random_state=SEED, max_iter=5000).fit(matrix, intent_labels)
+    return LinearFit(dept.coef_, dept.intercept_, intent.coef_, intent.intercept_)
+
+
+def _two_folds(keys: Sequence[str]) -> list[int]:
+    """Fold (0/1) of every row: alternating within each intent, in text-digest order."""
+    by_key: dict[str, list[int]] = defaultdict(list)
+    for index, key in enumerate(keys):
+        by_key[key].append(index)
+    fold = [0] * len(keys)
+    for members in by_key.values():
+        members.sort(key=lambda i: (hashlib.sha256(f"{SEED}:{i}".encode()).hexdigest()))
+        for position, index in enumerate(members):
+            fold[index] = position % 2
+    return fold
+
+
+def _fit_all(matrix: Any, depts: Any, intents: Any, fold: Any) -> list[LinearFit]:
+    """Fits on fold 0, fold 1 and everything, in up to three worker processes."""
+    jobs = [fold == 0, fold == 1, fold >= 0]
+    workers = max(1, min(3, os.cpu_count() or 1))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures = [
+            pool.submit(_fit_linear, matrix[rows], depts[rows], intents[rows]) for rows in jobs
+        ]
+        return [future.result() for future in futures]
+
+
+def _stack_inputs(dept_scores: Any, intent_scores: Any, intent_dept: Any) -> Any:
+    import numpy as np
+
+    best = [intent_scores[:, intent_dept == d].max(axis=1) for d in range(len(DEPARTMENTS))]
+    return np.hstack([dept_scores, np.stack(best, axis=1)])
+
+
+def _fit_temperature(scores: Any, intent_index: Any, dept_index: Any, intent_dept: Any) -> float:
+    """The intent-softmax temperature minimising out-of-fold NLL within the true department."""
+    import numpy as np
+
+    best_t, best_nll = 1.0, math.inf
+    mask = intent_dept[None, :] == dept_index[:, None]
+    masked = np.where(mask, scores, -np.inf)
+    rows = np.arange(len(scores))
+    for temperature in np.exp(np.linspace(math.log(0.02), math.log(2.0), 60)):
+        z = masked / temperature
+        z = z - z.max(axis=1, keepdims=True)
+        log_norm = np.log(np.exp(z).sum(axis=1))
+        nll = float(np.mean(log_norm - z[rows, intent_index]))
+        if nll < best_nll:
+            best_t, best_nll = float(temperature), nll
+    return best_t
+
+
+def _prune_intents(coef: Any, keep: float) -> tuple[array[int], array[int], array[int], float]:
+    """CSR (by feature) of the largest ``keep`` share of intent weights, int16-quantised."""
+    import numpy as np
+
+    magnitude = np.abs(coef)
+    cutoff = float(np.quantile(magnitude, 1.0 - keep))
+    scale = float(magnitude.max()) / 32767.0
+    by_feature = coef.T  # (n_features, n_intents)
+    indptr, classes, weights = array("I", [0]), array("H"), array("h")
+    for row in by_feature:
+        (kept,) = np.nonzero(np.abs(row) >= cutoff)
+        quantised = np.rint(row[kept] / scale).astype(np.int64)
+        nonzero = quantised != 0
+        classes.extend(int(k) for k in kept[nonzero])
+        weights.extend(int(w) for w in quantised[nonzero])
+        indptr.append(len(classes))
+    return indptr, classes, weights, scale
+
+
+def build(data_dir: Path = DATA_DIR) -> dict[str, Any]:
+    """Train on the shipped CSVs and return the artifact (header + arrays) for ``write``."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    started = time.perf_counter()
+    rows = read_training_rows(data_dir)
+    departments = list(DEPARTMENTS)
+    intent_keys = sorted({row.key for row in rows})
+    intent_dept = np.array([departments.index(k.split("/", 1)[0]) for k in intent_keys])
+    dept_y = np.array([departments.index(row.department) for row in rows])
+    intent_y = np.array([intent_keys.index(row.key) for row in rows])
+
+    vectorizer = _vectorizer()
+    matrix = vectorizer.fit_transform([row.text for row in rows]).tocsr()
+    fold = np.array(_two_folds([row.key for row in rows]))
+    fits = _fit_all(matrix, dept_y, intent_y, fold)
+
+    oof_dept = np.zeros((len(rows), len(departments)))
+    oof_intent = np.zeros((len(rows), len(intent_keys)))
+    for part, fit in enumerate(fits[:2]):
+        held = fold == 1 - part
+        oof_dept[held] = matrix[held] @ fit.dept_coef.T + fit.dept_bias
+        oof_intent[held] = matrix[held] @ fit.intent_coef.T + fit.intent_bias
+    stacker = LogisticRegression(C=META_C, max_iter=5000)
+    stacker.fit(_stack_inputs(oof_dept, oof_intent, intent_dept), dept_y)
+    temperature = _fit_temperature(oof_intent, intent_y, dept_y, intent_dept)
+
+    full = fits[2]
+    word = vectorizer.transformer_list[0][1]
+    char = vectorizer.transformer_list[1][1]
+    word_vocab = sorted(word.vocabulary_, key=word.vocabulary_.__getitem__)
+    char_vocab = sorted(char.vocabulary_, key=char.vocabulary_.__getitem__)
+    indptr, classes, weights, scale = _prune_intents(full.intent_coef, INTENT_KEEP)
+    header: dict[str, Any] = {
+        "format": FORMAT_VERSION,
+        "departments": departments,
+        "intents": [k.split("/", 1)[1] for k in intent_keys],
+        "intent_department": [int(d) for d in intent_dept],
+        "word_vocab": word_vocab,
+        "char_vocab": char_vocab,
+        "char_ngram": list(CHAR_NGRAMS),
+        "dept_bias": [float(b) for b in full.dept_bias],
+        "intent_bias": [float(b) for b in full.intent_bias],
+        "intent_scale": scale,
+        "meta_coef": stacker.coef_.tolist(),
+        "meta_bias": stacker.intercept_.tolist(),
+        "intent_temperature": temperature,
+        "coverage_floor": COVERAGE_FLOOR,
+        "threshold": THRESHOLD,
+        "metadata": {
+            "training_rows": {s: sum(r.source == s for r in rows) for s in _sources(rows)},
+            "data_sha256": _digest(data_dir / name for name in TRAIN_FILES),
+            "n_features": len(word_vocab) + len(char_vocab),
+            "intent_weights_kept": len(weights),
+        },
+    }
+    arrays: dict[str, array[Any]] = {
+        "idf": array("f", np.concatenate([word.idf_, char.idf_]).tolist()),
+        "dept_weights": array("f", full.dept_coef.T.ravel().tolist()),
+        "intent_indptr": indptr,
+        "intent_class": classes,
+        "intent_weights": weights,
+    }
+    artifact = {"header": header, "arrays": arrays}
+    header["metadata"]["parity"] = parity(artifact, vectorizer, full, stacker, data_dir)
+    header["metadata"]["build_seconds"] = round(time.perf_counter() - started, 1)
+    return artifact
+
+
+def _sources(rows: Iterable[Example]) -> list[str]:
+    return sorted({row.source for row in rows})
+
+
+def _digest(paths: Iterable[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def classifier_of(artifact: dict[str, Any]) -> Classifier:
+    """A runtime classifier straight from an in-memory artifact (no file round trip)."""
+    return Classifier(_build_model(artifact["header"], artifact["arrays"]))
+
+
+def parity(
+    artifact: dict[str, Any], vectorizer: Any, full: LinearFit, stacker: Any, data_dir: Path
+) -> dict[str, float]:
+    """Agreement of the pure-Python classifier with scikit-learn on the held-out rows.
+
+    ``exported_*`` scores scikit-learn's transform with the exported (pruned, quantised)
+    weights, so it checks the re-implementation; ``unpruned_*`` uses the float64 model, so it
+    also includes the effect of pruning and quantisation.
+    """
+    import numpy as np
+
+    rows = read_rows(data_dir / HOLDOUT_FILE, "banking77")[:PARITY_SAMPLE]
+    header, arrays = artifact["header"], artifact["arrays"]
+    intent_dept = np.array(header["intent_department"])
+    matrix = vectorizer.transform([row.text for row in rows])
+    exported = _exported_intent_matrix(arrays, header, matrix.shape[1])
+    dept_coef = np.asarray(arrays["dept_weights"], dtype=np.float64).reshape(-1, 5).T
+    dept_scores = matrix @ dept_coef.T + np.array(header["dept_bias"])
+    references = {
+        "exported": (dept_scores, matrix @ exported.T + np.array(header["intent_bias"])),
+        "unpruned": (
+            matrix @ full.dept_coef.T + full.dept_bias,
+            matrix @ full.intent_coef.T + full.intent_bias,
+        ),
+    }
+    predictions = [classifier_of(artifact).predict(row.text) for row in rows]
+    report: dict[str, float] = {"rows": len(rows)}
+    for name, (dept_s, intent_s) in references.items():
+        probs = stacker.predict_proba(_stack_inputs(dept_s, intent_s, intent_dept))
+        same_dept = same_intent = 0
+        gap = 0.0
+        for prediction, p, scores in zip(predictions, probs, intent_s, strict=True):
+            dept = int(np.argmax(p))
+            members = np.nonzero(intent_dept == dept)[0]
+            intent = header["intents"][members[scores[members].argmax()]]
+            same_dept += prediction.department == DEPARTMENTS[dept]
+            same_intent += prediction.intent == intent
+            gap = max(gap, abs(prediction.confidence - float(p[dept])))
+        n = max(1, len(rows))
+        report[f"{name}_department_agreement"] = same_dept / n
+        report[f"{name}_intent_agreement"] = same_intent / n
+        report[f"{name}_max_confidence_gap"] = round(gap, 6)
+    return report
+
+
+def _exported_intent_matrix(arrays: dict[str, Any], header: dict[str, Any], n: int) -> Any:
+    import numpy as np
+    from scipy.sparse import csr_matrix
+
+    by_feature = csr_matrix(
+        (
+            np.asarray(arrays["intent_weights"], dtype=np.float64) * header["intent_scale"],
+            np.asarray(arrays["intent_class"]),
+            np.asarray(arrays["intent_indptr"]),
+        ),
+        shape=(n, len(header["intents"])),
+    )
+    return by_feature.T.toarray()
+
+
+def write(artifact: dict[str, Any], path: Path = DEFAULT_MODEL_PATH) -> None:
+    """Serialise ``artifact`` as one deterministic gzip stream: magic, JSON header, arrays."""
+    header = dict(artifact["header"])
+    blobs = io.BytesIO()
+    layout = []
+    for name, values in artifact["arrays"].items():
+        data = values.tobytes() if sys.byteorder == "little" else _swapped(values)
+        layout.append([name, values.typecode, blobs.tell(), len(data)])
+        blobs.write(data)
+    header["arrays"] = layout
+    encoded = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    payload = MAGIC + len(encoded).to_bytes(4, "little") + encoded + blobs.getvalue()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(payload, compresslevel=9, mtime=0))
+
+
+def _swapped(values: array[Any]) -> bytes:
+    copy = array(values.typecode, values)
+    copy.byteswap()
+    return copy.tobytes()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Rebuild the shipped artifact (or, with --prepare, the shipped CSVs first)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prepare", type=Path, help="public data dir to derive the CSVs from")
+    parser.add_argument("--data", type=Path, default=DATA_DIR)
+    parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_PATH)
+    args = parser.parse_args(argv)
+    if args.prepare:
+        prepare_data(args.prepare, args.data)
+    artifact = build(args.data)
+    write(artifact, args.out)
+    print(json.dumps(artifact["header"]["metadata"], indent=2))
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
+
+
+if __name__ == "__main__":
+    main()
