@@ -12,14 +12,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from deskline.eventlog.events import TURN_ENDS, AgentCompleted, Event, Recorded
+from deskline.eventlog.events import (
+    TURN_ENDS,
+    ActionCompleted,
+    ActionRequested,
+    AgentCompleted,
+    AgentFailed,
+    Event,
+    Recorded,
+)
 from deskline.eventlog.projections import fold
 from deskline.handoffs.payload import AgentResult, Handoff
 from deskline.handoffs.plan import PlanStep
 from deskline.hierarchy.desk import SupportDesk
 from deskline.hierarchy.operation import Operator
 
-_VOLATILE = frozenset({"latency_ms", "at"})
+# Timings vary run to run; constraints are the configuration a turn ran under, not a decision.
+_VOLATILE = frozenset({"latency_ms", "at", "constraints"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,14 +55,11 @@ class RecordedOperator(Operator):
     def __init__(self, base: Operator, recorded: list[Event]) -> None:
         super().__init__(base.registry, base.backend, base.timeout_s, base.retries)
         self._by_step: dict[str, list[Event]] = {}
-        current: str | None = None
         for e in recorded:
-            step_id = getattr(e, "step_id", None) or (e.result.step_id if isinstance(e, AgentCompleted) else None)
-            if e.type == "handoff_sent":
-                current = e.handoff.step_id  # type: ignore[union-attr]
-                continue
-            if step_id is not None or current is not None:
-                self._by_step.setdefault(step_id or current or "", []).append(e)
+            if isinstance(e, AgentCompleted):
+                self._by_step.setdefault(e.result.step_id, []).append(e)
+            elif isinstance(e, ActionRequested | ActionCompleted | AgentFailed):
+                self._by_step.setdefault(e.step_id, []).append(e)
 
     async def _step(self, step: PlanStep, handoff: Handoff,
                     done: dict[str, AgentResult]) -> tuple[AgentResult, list[Event]]:
@@ -72,10 +78,13 @@ class RecordedOperator(Operator):
 def _comparable(e: Event) -> dict[str, Any]:
     data = e.model_dump(mode="json")
     if e.type == "plan_made":
+        # The decision is compared, not its explanation: a route-cache hit is the classifier's
+        # answer remembered, and whether the cache was warm depends on other conversations.
         plan = data["plan"]
-        if plan["stage"] == "cache":  # a cache hit is the classifier's answer remembered
+        if plan["stage"] == "cache":
             plan["stage"] = "classifier"
-        plan["verdicts"] = [v for v in plan["verdicts"] if v["stage"] != "cache"]
+        plan.pop("verdicts")
+        plan.pop("reason")
     return _strip(data)
 
 

@@ -26,6 +26,9 @@ from deskline.routing.cache import CachedRoute, RouteCache
 from deskline.routing.classifier import Prediction, normalise
 
 AGENT_DEPARTMENTS: frozenset[Department] = frozenset(("tech", "billing", "payment"))
+# An id the customer names, and the skill that looks it up, for messages the classifier can't place.
+ENTITY_SKILLS = (("invoice_id", "billing.lookup_invoice"), ("payment_id", "payment.transfer_status"),
+                 ("charge_id", "billing.refund_charge"))
 
 _CONDITIONAL = re.compile(r"^\s*(?:and\s+)?if\s+(?P<cond>.+?)(?:,\s*|\s+then\s+)(?P<then>.+)$", re.I | re.S)
 _SPLIT = re.compile(r"\s*(?:[.;!?]+\s+|,?\s+\b(?:and\s+also|also|plus|as\s+well\s+as|and)\b\s+)", re.I)
@@ -68,6 +71,10 @@ class Tactician:
             return self._route(text, route.department, route.intent, route.confidence, "cache", verdicts)
         verdicts.append(StageVerdict(stage="cache", reason="no cached route for this text"))
         p = self.classifier.predict(text)
+        if p.abstain or p.department == "other":
+            hinted = self._entity_hint(entities, text, p, verdicts)
+            if hinted is not None:
+                return hinted
         if p.abstain:
             verdicts.append(StageVerdict(
                 stage="classifier", department=p.department, intent=p.intent, confidence=p.confidence,
@@ -96,6 +103,25 @@ class Tactician:
         skill = self.registry.choose(department, intent, text)  # type: ignore[arg-type]
         step = PlanStep(step_id="s1", agent=skill.agent, skill=skill.name)
         return validate(Plan(mode="single", steps=(step,), reason=f"{intent} -> {skill.name}", **common), self.registry)  # type: ignore[arg-type]
+
+    def _entity_hint(self, entities: Entities, text: str, p: Prediction,
+                     verdicts: list[StageVerdict]) -> Plan | None:
+        """A message that names an invoice or a payment belongs with the agent that owns it."""
+        for entity, skill_name in ENTITY_SKILLS:
+            value = entities.first(entity)  # type: ignore[arg-type]
+            if value is None or value not in text.upper() or skill_name not in self.registry:
+                continue
+            skill = self.registry[skill_name]
+            verdicts.append(StageVerdict(
+                stage="classifier", department=p.department, intent=p.intent, confidence=p.confidence,
+                alternatives=p.alternatives, reason=f"{p.department} at {p.confidence:.2f}: not a desk route"))
+            verdicts.append(StageVerdict(stage="rules", department=skill.agent, intent=entity, confidence=1.0,
+                                         accepted=True, reason=f"the message names {value}"))
+            step = PlanStep(step_id="s1", agent=skill.agent, skill=skill.name)
+            return validate(Plan(mode="single", department=skill.agent, intent=entity, confidence=1.0,
+                                 stage="rules", steps=(step,), verdicts=tuple(verdicts),
+                                 reason=f"{value} -> {skill.name}"), self.registry)
+        return None
 
     def _resume(self, state: ConversationState, entities: Entities) -> Plan | None:
         pending = state.pending

@@ -30,9 +30,7 @@ import io
 import json
 import math
 import os
-import sys
 import time
-from array import array
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -47,7 +45,7 @@ from deskline.routing.classifier import (
     FORMAT_VERSION,
     MAGIC,
     Classifier,
-    _build_model,
+    build_model,
     normalise,
 )
 
@@ -187,14 +185,19 @@ def _two_folds(keys: Sequence[str]) -> list[int]:
 
 
 def _fit_all(matrix: Any, depts: Any, intents: Any, fold: Any) -> list[LinearFit]:
-    """Fits on fold 0, fold 1 and everything, in up to three worker processes."""
-    jobs = [fold == 0, fold == 1, fold >= 0]
-    workers = max(1, min(3, os.cpu_count() or 1))
+    """Fits on fold 0, fold 1 and everything, in worker processes (longest job first).
+
+    Processes, not threads: liblinear releases the GIL but draws from one process-wide random
+    generator, so concurrent fits in threads would not be reproducible.
+    """
+    jobs = [fold >= 0, fold == 0, fold == 1]
+    workers = max(1, min(2, os.cpu_count() or 1))
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         futures = [
             pool.submit(_fit_linear, matrix[rows], depts[rows], intents[rows]) for rows in jobs
         ]
-        return [future.result() for future in futures]
+        full, fold0, fold1 = (future.result() for future in futures)
+    return [fold0, fold1, full]
 
 
 def _stack_inputs(dept_scores: Any, intent_scores: Any, intent_dept: Any) -> Any:
@@ -222,23 +225,20 @@ def _fit_temperature(scores: Any, intent_index: Any, dept_index: Any, intent_dep
     return best_t
 
 
-def _prune_intents(coef: Any, keep: float) -> tuple[array[int], array[int], array[int], float]:
+def _prune_intents(coef: Any, keep: float) -> tuple[Any, Any, Any, float]:
     """CSR (by feature) of the largest ``keep`` share of intent weights, int16-quantised."""
     import numpy as np
 
     magnitude = np.abs(coef)
     cutoff = float(np.quantile(magnitude, 1.0 - keep))
     scale = float(magnitude.max()) / 32767.0
-    by_feature = coef.T  # (n_features, n_intents)
-    indptr, classes, weights = array("I", [0]), array("H"), array("h")
-    for row in by_feature:
-        (kept,) = np.nonzero(np.abs(row) >= cutoff)
-        quantised = np.rint(row[kept] / scale).astype(np.int64)
-        nonzero = quantised != 0
-        classes.extend(int(k) for k in kept[nonzero])
-        weights.extend(int(w) for w in quantised[nonzero])
-        indptr.append(len(classes))
-    return indptr, classes, weights, scale
+    quantised = np.rint(coef / scale).astype(np.int16)
+    by_feature = np.where(magnitude >= cutoff, quantised, 0).T  # (n_features, n_intents)
+    features, classes = np.nonzero(by_feature)  # row-major: sorted by feature, then class
+    indptr = np.searchsorted(features, np.arange(by_feature.shape[0] + 1)).astype("<u4")
+    class_dtype = "<u2" if coef.shape[0] > 255 else "u1"
+    weights = by_feature[features, classes].astype("<i2")
+    return indptr, classes.astype(class_dtype), weights, scale
 
 
 def build(data_dir: Path = DATA_DIR) -> dict[str, Any]:
@@ -298,9 +298,9 @@ def build(data_dir: Path = DATA_DIR) -> dict[str, Any]:
             "intent_weights_kept": len(weights),
         },
     }
-    arrays: dict[str, array[Any]] = {
-        "idf": array("f", np.concatenate([word.idf_, char.idf_]).tolist()),
-        "dept_weights": array("f", full.dept_coef.T.ravel().tolist()),
+    arrays: dict[str, Any] = {
+        "idf": np.concatenate([word.idf_, char.idf_]).astype("<f4"),
+        "dept_weights": np.ascontiguousarray(full.dept_coef.T, dtype="<f4"),
         "intent_indptr": indptr,
         "intent_class": classes,
         "intent_weights": weights,
@@ -324,7 +324,7 @@ def _digest(paths: Iterable[Path]) -> str:
 
 def classifier_of(artifact: dict[str, Any]) -> Classifier:
     """A runtime classifier straight from an in-memory artifact (no file round trip)."""
-    return Classifier(_build_model(artifact["header"], artifact["arrays"]))
+    return Classifier(build_model(artifact["header"], artifact["arrays"]))
 
 
 def parity(
@@ -343,10 +343,13 @@ def parity(
     intent_dept = np.array(header["intent_department"])
     matrix = vectorizer.transform([row.text for row in rows])
     exported = _exported_intent_matrix(arrays, header, matrix.shape[1])
-    dept_coef = np.asarray(arrays["dept_weights"], dtype=np.float64).reshape(-1, 5).T
-    dept_scores = matrix @ dept_coef.T + np.array(header["dept_bias"])
+    dept_weights = np.asarray(arrays["dept_weights"], dtype=np.float64)
+    dept_scores = matrix @ dept_weights + np.array(header["dept_bias"])
     references = {
-        "exported": (dept_scores, matrix @ exported.T + np.array(header["intent_bias"])),
+        "exported": (
+            dept_scores,
+            (matrix @ exported.T).toarray() + np.array(header["intent_bias"]),
+        ),
         "unpruned": (
             matrix @ full.dept_coef.T + full.dept_bias,
             matrix @ full.intent_coef.T + full.intent_bias,
@@ -373,40 +376,37 @@ def parity(
 
 
 def _exported_intent_matrix(arrays: dict[str, Any], header: dict[str, Any], n: int) -> Any:
+    """The exported intent weights as a sparse (n_intents, n_features) matrix."""
     import numpy as np
     from scipy.sparse import csr_matrix
 
     by_feature = csr_matrix(
         (
-            np.asarray(arrays["intent_weights"], dtype=np.float64) * header["intent_scale"],
-            np.asarray(arrays["intent_class"]),
-            np.asarray(arrays["intent_indptr"]),
+            arrays["intent_weights"].astype(np.float64) * header["intent_scale"],
+            arrays["intent_class"].astype(np.int64),
+            arrays["intent_indptr"].astype(np.int64),
         ),
         shape=(n, len(header["intents"])),
     )
-    return by_feature.T.toarray()
+    return by_feature.T.tocsr()
 
 
 def write(artifact: dict[str, Any], path: Path = DEFAULT_MODEL_PATH) -> None:
     """Serialise ``artifact`` as one deterministic gzip stream: magic, JSON header, arrays."""
+    import numpy as np
+
     header = dict(artifact["header"])
     blobs = io.BytesIO()
     layout = []
     for name, values in artifact["arrays"].items():
-        data = values.tobytes() if sys.byteorder == "little" else _swapped(values)
-        layout.append([name, values.typecode, blobs.tell(), len(data)])
-        blobs.write(data)
+        little = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<"))
+        layout.append([name, little.dtype.str, blobs.tell(), little.nbytes])
+        blobs.write(little.tobytes())
     header["arrays"] = layout
     encoded = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     payload = MAGIC + len(encoded).to_bytes(4, "little") + encoded + blobs.getvalue()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(gzip.compress(payload, compresslevel=9, mtime=0))
-
-
-def _swapped(values: array[Any]) -> bytes:
-    copy = array(values.typecode, values)
-    copy.byteswap()
-    return copy.tobytes()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
