@@ -210,6 +210,23 @@ def compact(
         typer.echo(f"{verb} {len(done.conversations)} conversation(s), {done.events} event(s){where}")
 
 
+def _register_plugins() -> None:
+    """Commands that live beside what they run (API, evals); their heavy imports stay inside them."""
+    from importlib import import_module
+
+    for name in ("deskline.api.commands", "deskline.evals.commands"):
+        try:
+            module = import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(app)
+
+
+_register_plugins()
+
+
 def main() -> None:
     app()
 

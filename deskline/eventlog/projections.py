@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 
 from deskline.eventlog.events import (
     ActionCompleted,
+    ActionDecided,
     AgentCompleted,
     AgentFailed,
     ConversationOpened,
@@ -77,6 +78,7 @@ class ConversationState:
     pending: PendingPlan | None = None
     actions_taken: tuple[str, ...] = ()
     entities: Entities = Entities()
+    pending_action: dict[str, str] | None = None
 
     @property
     def turn_count(self) -> int:
@@ -148,7 +150,9 @@ def _apply(b: _Builder, r: Recorded) -> None:  # noqa: C901 - one branch per eve
     elif isinstance(e, ActionCompleted):
         b.actions.append(f"{e.action} ({e.idempotency_key})")
     elif isinstance(e, EscalationRequested):
-        s = replace(s, escalated=True, owner="human", pending=None)
+        s = replace(s, escalated=True, owner="human", pending=None, pending_action=e.pending_action)
+    elif isinstance(e, ActionDecided):
+        s = replace(s, pending_action=None)
     elif isinstance(e, EscalationClaimed):
         s = replace(s, claimed_by=e.agent_name, owner="human")
     elif isinstance(e, EscalationReleased):

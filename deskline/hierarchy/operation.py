@@ -75,6 +75,10 @@ class Operator:
                 run.events.extend(events)
         return run
 
+    async def run_step(self, step: PlanStep, handoff: Handoff) -> tuple[AgentResult, list[Event]]:
+        """One step on its own (a person approved it): its result and its events."""
+        return await self._step(step, handoff, {})
+
     def _handoff(self, step: PlanStep, case: Case, constraints: Constraints,
                  done: dict[str, AgentResult]) -> Handoff:
         return Handoff(

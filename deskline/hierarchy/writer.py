@@ -94,12 +94,13 @@ class TemplateWriter:
     def write(self, plan: Plan, results: Sequence[AgentResult], said: str) -> Reply:
         if plan.mode == "clarify":
             return Reply(OUT_OF_SCOPE if plan.department == "other" and plan.stage != "fallback" else CLARIFY)
-        parts = [self._part(r) for r in results]
+        parts = [self.render(r) for r in results]
         text = " ".join(p for p in parts if p)
         problems = tuple(ungrounded(text, results, said))
         return Reply(text=text, grounded=not problems, problems=problems)
 
-    def _part(self, result: AgentResult) -> str:
+    def render(self, result: AgentResult) -> str:
+        """One result as the customer reads it."""
         if result.status == "needs_info":
             own = self.registry[result.skill].templates.get(result.template)
             if result.template != "default" and own is not None:
