@@ -28,12 +28,20 @@ ConversationOpt = Annotated[
     str | None, typer.Option("--conversation", "-c", help="Continue this conversation id.")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+ModelsOpt = Annotated[
+    str | None,
+    typer.Option("--models", help="A litellm-style models file (default: $DESKLINE_MODELS; none: no model)."),
+]
 
 
-def _settings() -> Settings:
+def _settings(models: str | None = None) -> Settings:
+    from pathlib import Path
+
     from deskline.logs import configure
 
     settings = Settings.from_env()
+    if models:
+        settings = settings.with_(models_path=Path(models))
     configure(settings.log_format, settings.log_level)
     return settings
 
@@ -59,9 +67,10 @@ def ask(
     message_id: Annotated[
         str | None, typer.Option("--message-id", help="Client message id: a resend answers once.")
     ] = None,
+    models: ModelsOpt = None,
 ) -> None:
     """Answer one customer message."""
-    settings = _settings()
+    settings = _settings(models)
     try:
         from deskline.runtime import open_desk
 
@@ -82,14 +91,14 @@ def ask(
 
 
 @app.command()
-def chat(conversation: ConversationOpt = None) -> None:
+def chat(conversation: ConversationOpt = None, models: ModelsOpt = None) -> None:
     """Chat with the demo support desk in the terminal (Ctrl-D or /quit to leave)."""
     from rich.console import Console
     from rich.prompt import Prompt
 
     from deskline.runtime import open_desk
 
-    settings = _settings()
+    settings = _settings(models)
     console = Console()
     try:
         desk = open_desk(settings)
@@ -130,12 +139,13 @@ def chat(conversation: ConversationOpt = None) -> None:
 def replay(
     conversation_id: Annotated[str, typer.Argument(help="The conversation to rebuild.")],
     as_json: JsonOpt = False,
+    models: ModelsOpt = None,
 ) -> None:
     """Rebuild a conversation from the log and decide every turn again, calling no model."""
     from deskline.hierarchy.replay import replay as run_replay
     from deskline.runtime import open_desk
 
-    settings = _settings()
+    settings = _settings(models)
     try:
         desk = open_desk(settings)
         if not desk.store.load(conversation_id):

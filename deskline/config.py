@@ -19,6 +19,7 @@ class Settings:
     approval_limit: Decimal = Decimal("500")
     max_llm_calls: int = 2
     max_cost_usd: Decimal = Decimal("0.05")
+    max_conversation_cost_usd: Decimal = Decimal("1.00")
     abstain_threshold: float | None = None  # None: the classifier's own calibrated default
     failed_turns_before_human: int = 3
     negative_turns_before_human: int = 2

@@ -5,8 +5,13 @@ The only place that picks implementations; everything else receives its ports.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from deskline.config import Settings
 from deskline.hierarchy.desk import SupportDesk
+
+if TYPE_CHECKING:
+    from deskline.routing.models import ModelGateway
 
 
 def _configure_logs(settings: Settings) -> None:
@@ -29,13 +34,29 @@ def open_desk(settings: Settings) -> SupportDesk:
     _configure_logs(settings)
     engine = make_engine(settings.database_url)
     store = SqlEventStore(engine)
+    classifier = load_classifier(threshold=settings.abstain_threshold)
+    models, namespace = model_layer(settings, classifier.threshold)
     return SupportDesk(
         store=store,
         backend=SqlBackend(engine),
         registry=default_registry(),
-        classifier=load_classifier(threshold=settings.abstain_threshold),
+        classifier=classifier,
         settings=settings,
+        models=models,
+        cache_namespace=namespace,
     )
+
+
+def model_layer(settings: Settings, threshold: float) -> tuple[ModelGateway | None, str]:
+    """The model router for the settings' models file (None without one), and the plan-cache
+    namespace: the configuration's fingerprint, so a changed config never reuses old plans."""
+    if settings.models_path is None:
+        return None, f"local:{threshold}:"
+    from deskline.routing.llm_config import load_models
+    from deskline.routing.models import ModelRouter
+
+    config = load_models(settings.models_path)
+    return ModelRouter(config), f"{config.fingerprint()}:{threshold}:"
 
 
 def memory_desk(settings: Settings | None = None) -> SupportDesk:
@@ -47,10 +68,14 @@ def memory_desk(settings: Settings | None = None) -> SupportDesk:
 
     settings = settings or Settings()
     _configure_logs(settings)
+    classifier = load_classifier(threshold=settings.abstain_threshold)
+    models, namespace = model_layer(settings, classifier.threshold)
     return SupportDesk(
         store=MemoryEventStore(),
         backend=MemoryBackend(),
         registry=default_registry(),
-        classifier=load_classifier(threshold=settings.abstain_threshold),
+        classifier=classifier,
         settings=settings,
+        models=models,
+        cache_namespace=namespace,
     )

@@ -1,5 +1,7 @@
 """Plan validation and ordering, and the tactical cascade's decisions (pure, no I/O)."""
 
+import asyncio
+
 import pytest
 
 from deskline.config import Settings
@@ -55,7 +57,7 @@ def tactician() -> Tactician:
 def plan_for(text: str, state: ConversationState | None = None) -> Plan:
     state = state or ConversationState("c")
     entities = extract(text)
-    return tactician().plan(state, text, entities, decide(state, text, entities, Settings()))
+    return asyncio.run(tactician().plan(state, text, entities, decide(state, text, entities, Settings())))[0]
 
 
 def test_confident_classifier_makes_a_single_plan() -> None:
@@ -63,7 +65,7 @@ def test_confident_classifier_makes_a_single_plan() -> None:
     p = plan_for("what about invoice INV-1001")
     assert (p.mode, p.stage, p.steps[0].skill) == ("single", "classifier", "billing.invoice")
     assert [v.stage for v in p.verdicts] == ["cache", "classifier"]
-    assert p.verdicts[0].reason == "no cached route for this text"
+    assert p.verdicts[0].reason == "no cached plan for this text"
 
 
 def test_abstention_becomes_a_clarifying_question() -> None:
@@ -78,9 +80,10 @@ def test_route_cache_answers_the_second_time() -> None:
     """The same normalised text is routed from the cache without the classifier."""
     t = tactician()
     state = ConversationState("c")
-    first = t.plan(state, "Is the service DOWN?", extract(""), decide(state, "", extract(""), Settings()))
+    strategy = decide(state, "", extract(""), Settings())
+    first, _ = asyncio.run(t.plan(state, "Is the service DOWN?", extract(""), strategy))
     calls = t.classifier.calls  # type: ignore[attr-defined]
-    second = t.plan(state, "is the service down", extract(""), decide(state, "", extract(""), Settings()))
+    second, _ = asyncio.run(t.plan(state, "is the service down", extract(""), strategy))
     assert first.stage == "classifier" and second.stage == "cache"
     assert t.classifier.calls == calls  # type: ignore[attr-defined]
 

@@ -156,6 +156,7 @@ class ReplySent(_Event):
     outcome: Outcome = "answered"
     grounded: bool = True
     llm_calls: int = 0
+    latency_ms: float = 0.0
 
 
 class TurnHeld(_Event):

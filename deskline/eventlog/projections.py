@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 
 from deskline.eventlog.events import (
     ActionCompleted,
@@ -46,6 +47,8 @@ class TurnView:
     escalated: bool = False
     complete: bool = False
     llm_calls: int = 0
+    cost_usd: Decimal = Decimal(0)
+    latency_ms: float = 0.0
     intent: str = ""
     confidence: float = 0.0
     stage: str = ""
@@ -79,6 +82,7 @@ class ConversationState:
     actions_taken: tuple[str, ...] = ()
     entities: Entities = Entities()
     pending_action: dict[str, str] | None = None
+    spent_usd: Decimal = Decimal(0)
 
     @property
     def turn_count(self) -> int:
@@ -145,8 +149,9 @@ def _apply(b: _Builder, r: Recorded) -> None:  # noqa: C901 - one branch per eve
         if e.result.status == "needs_info":
             b.missing.extend(m for m in e.result.missing if m not in b.missing)
     elif isinstance(e, ModelCalled):
+        s = replace(s, spent_usd=s.spent_usd + e.cost_usd)
         if b.turns and b.turns[-1].turn == r.turn:
-            _update_turn(b, r, llm_calls=b.turns[-1].llm_calls + 1)
+            _update_turn(b, r, llm_calls=b.turns[-1].llm_calls + 1, cost_usd=b.turns[-1].cost_usd + e.cost_usd)
     elif isinstance(e, ActionCompleted):
         b.actions.append(f"{e.action} ({e.idempotency_key})")
     elif isinstance(e, EscalationRequested):
@@ -166,7 +171,7 @@ def _apply(b: _Builder, r: Recorded) -> None:  # noqa: C901 - one branch per eve
             pending = PendingPlan(b.plan.plan, b.plan.entities, tuple(b.missing), r.turn)
         s = replace(s, failed_streak=streak, pending=pending)
         _update_turn(b, r, reply=e.text, department=e.department, mode=e.mode,
-                     escalated=e.escalated, complete=True)
+                     escalated=e.escalated, complete=True, latency_ms=e.latency_ms)
         b.history.append(HistoryItem(role="bot", text=e.text))
     elif isinstance(e, TurnHeld):
         _update_turn(b, r, complete=True)

@@ -18,21 +18,24 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from decimal import Decimal
 
 import structlog
 
 from deskline.agents.backend.port import Backend
 from deskline.agents.registry import Registry
 from deskline.config import Settings
-from deskline.errors import ConcurrencyConflict, EmptyMessage, InvalidEncoding, MessageTooLong
+from deskline.errors import BudgetExceeded, ConcurrencyConflict, EmptyMessage, InvalidEncoding, MessageTooLong
 from deskline.eventlog.events import (
     ConversationOpened,
     CustomerMessaged,
     EscalationRequested,
     Event,
+    ModelCalled,
     PlanMade,
     Recorded,
     ReplySent,
@@ -48,8 +51,9 @@ from deskline.handoffs.plan import Plan
 from deskline.hierarchy import strategy as strategy_rules
 from deskline.hierarchy.operation import Execution, Operator
 from deskline.hierarchy.tactical import Tactician
-from deskline.hierarchy.writer import FALLBACK, TemplateWriter, escalation_text
+from deskline.hierarchy.writer import FALLBACK, Reply, TemplateWriter, escalation_text
 from deskline.routing.cache import RouteCache
+from deskline.routing.models import ModelGateway, TurnBudget
 
 log = structlog.get_logger("deskline.desk")
 MAX_ATTEMPTS = 60  # one customer rarely races themself; many processes on one conversation might
@@ -66,6 +70,8 @@ class TurnResult:
     escalated: bool
     llm_calls: int
     events: int
+    cost_usd: Decimal = Decimal(0)
+    latency_ms: float = 0.0
     duplicate: bool = False
     intent: str = ""
     confidence: float = 0.0
@@ -81,6 +87,8 @@ class TurnResult:
             "mode": self.mode,
             "escalated": self.escalated,
             "llm_calls": self.llm_calls,
+            "cost_usd": float(self.cost_usd),
+            "latency_ms": self.latency_ms,
             "events": self.events,
             "duplicate": self.duplicate,
             "intent": self.intent,
@@ -115,16 +123,24 @@ def clean_text(text: str | bytes, limit: int) -> str:
 
 class SupportDesk:
     def __init__(self, *, store: EventStore, backend: Backend, registry: Registry,
-                 classifier: object, settings: Settings | None = None) -> None:
+                 classifier: object, settings: Settings | None = None,
+                 models: ModelGateway | None = None, cache_namespace: str = "") -> None:
         self.settings = settings or Settings()
+        self.models = models
         self.store = store
         self.registry = registry
-        self.tactician = Tactician(registry, classifier, RouteCache())  # type: ignore[arg-type]
+        self.tactician = Tactician(registry, classifier, RouteCache(namespace=cache_namespace),  # type: ignore[arg-type]
+                                   models)
         self.operator = Operator(registry, backend, self.settings.step_timeout_s, self.settings.step_retries)
         self.writer = TemplateWriter(registry)
 
     async def handle(self, conversation_id: str | None, text: str | bytes,
-                     client_message_id: str | None = None) -> TurnResult:
+                     client_message_id: str | None = None, *, structured_only: bool = False) -> TurnResult:
+        """Answer one customer message (see the module docstring for the steps).
+
+        ``structured_only`` skips the model writer: the reply is the template's, one model call
+        at most (the planner's), for callers that want the structured results only.
+        """
         message = clean_text(text, self.settings.max_message_chars)
         cid = conversation_id or new_conversation_id()
         for attempt in range(MAX_ATTEMPTS):
@@ -146,7 +162,8 @@ class SupportDesk:
             except ConcurrencyConflict:
                 await _backoff(attempt)
                 continue
-            return await self._finish(fold(cid, records + accepted), records + accepted, accepted=len(accepted))
+            return await self._finish(fold(cid, records + accepted), records + accepted, accepted=len(accepted),
+                                      structured_only=structured_only)
         raise ConcurrencyConflict(f"conversation {cid} kept moving; gave up after {MAX_ATTEMPTS} attempts",
                                   conversation_id=cid)
 
@@ -168,7 +185,7 @@ class SupportDesk:
         return done
 
     async def _finish(self, state: ConversationState, records: list[Recorded], *,
-                      accepted: int = 0, duplicate: bool = False) -> TurnResult:
+                      accepted: int = 0, duplicate: bool = False, structured_only: bool = False) -> TurnResult:
         """Decide the open turn and append its events; on a conflict, decide again."""
         cid = state.conversation_id
         for attempt in range(MAX_ATTEMPTS):
@@ -177,7 +194,11 @@ class SupportDesk:
                 last = state.turns[-1]
                 return _result(state, last, appended=accepted, duplicate=duplicate)
             bound = log.bind(conversation_id=cid, turn=turn.turn)
-            events = await self.decide(state, turn)
+            started = time.perf_counter()
+            events = await self.decide(state, turn, structured_only=structured_only)
+            if isinstance(events[-1], ReplySent):
+                took = round((time.perf_counter() - started) * 1000, 3)
+                events[-1] = events[-1].model_copy(update={"latency_ms": took})
             try:
                 appended = self.store.append(cid, state.last_seq, turn.turn, events)
             except ConcurrencyConflict:
@@ -192,57 +213,87 @@ class SupportDesk:
             return _result(state, done, appended=len(appended) + accepted, duplicate=duplicate)
         raise ConcurrencyConflict(f"conversation {cid} kept moving; gave up", conversation_id=cid)
 
-    async def decide(self, state: ConversationState, turn: TurnView, *,
-                     operator: Operator | None = None) -> list[Event]:
+    async def decide(self, state: ConversationState, turn: TurnView, *, operator: Operator | None = None,
+                     models: ModelGateway | None = None, cache: RouteCache | None = None,
+                     structured_only: bool = False) -> list[Event]:
         """Every event of one turn's decisions, from the state before them. No store writes.
 
-        ``operator`` replaces the live one; replay passes one that hands back recorded results.
+        Replay passes an ``operator`` that hands back recorded results, ``models`` that hand back
+        recorded model outputs, and a ``cache`` that hits exactly where the live cache did. ``structured_only`` skips the model writer (one call a turn).
         """
         operator = operator or self.operator
+        models = models if models is not None else self.models
         text = turn.text
-        entities = state.entities.merged(extract(text))
-        strategy = strategy_rules.decide(state, text, extract(text), self.settings)
+        said = extract(text)
+        entities = state.entities.merged(said)
+        strategy = strategy_rules.decide(state, text, said, self.settings)
         events: list[Event] = [StrategyDecided(owner=strategy.owner, action=strategy.action,
                                                reasons=strategy.reasons, constraints=strategy.constraints,
                                                sentiment=strategy.sentiment)]
         if strategy.action == "hold":
             return [*events, TurnHeld(reason=strategy.reasons[0])]
-        plan = self.tactician.plan(state, text, entities, strategy)
+        budget = TurnBudget(max_calls=strategy.constraints.max_llm_calls,
+                            max_cost_usd=strategy.constraints.max_cost_usd,
+                            conversation_spent_usd=state.spent_usd,
+                            conversation_cap_usd=self.settings.max_conversation_cost_usd)
+        tactician = self.tactician
+        if models is not self.models or cache is not None:
+            tactician = replace(tactician, models=models, cache=cache if cache is not None else tactician.cache)
+        plan, found = await tactician.plan(state, text, entities, strategy, budget)
+        events.extend(_model_events(budget, "planner"))
         if plan.stage == "resume" and state.pending is not None:
             entities = state.pending.entities.merged(entities)
-        events.append(PlanMade(plan=plan, entities=extract(text) if plan.stage != "resume" else entities))
+        entities = entities.merged(found)
+        events.append(PlanMade(plan=plan, entities=entities if plan.stage == "resume" else said.merged(found)))
         if plan.mode == "escalate":
             reasons = strategy.reasons if strategy.action == "escalate" else (plan.reason,)
             return [*events, *self._escalate(text, plan.intent, entities, [], reasons),
                     ReplySent(text=escalation_text(reasons), department="human", mode="escalate",
-                              escalated=True, outcome="escalated")]
+                              escalated=True, outcome="escalated", llm_calls=budget.calls)]
         if plan.mode == "clarify":
             reply = self.writer.write(plan, [], text)
-            outcome = "unclear" if plan.stage == "fallback" else "answered"
-            return [*events, ReplySent(text=reply.text, department=plan.department, mode="clarify", outcome=outcome)]
+            outcome = "unclear" if plan.stage in ("fallback", "llm") else "answered"
+            return [*events, ReplySent(text=reply.text, department=plan.department, mode="clarify",
+                                       outcome=outcome, llm_calls=budget.calls)]
         case = Case(conversation_id=state.conversation_id, turn=turn.turn, customer_id=state.customer_id,
                     intent=plan.intent, department=plan.department, entities=entities,
                     actions_taken=state.actions_taken, history=state.history[-10:])
         run = await operator.execute(plan, case, strategy.constraints)
         events.extend(run.events)
-        return [*events, *self._reply(text, plan, entities, run)]
-
-    def _reply(self, text: str, plan: Plan, entities: Entities, run: Execution) -> list[Event]:
-        intent, department, mode = plan.intent, plan.department, plan.mode
         reply = self.writer.write(plan, run.results, text)
+        if (reply.grounded and not run.escalations and not run.needs_info and not structured_only
+                and models is not None and models.has("writer")):
+            reply = await self._model_reply(models, text, run, reply, budget)
+        events.extend(_model_events(budget, "writer"))
+        return [*events, *self._reply(text, plan, entities, run, reply, budget.calls)]
+
+    async def _model_reply(self, models: ModelGateway, text: str, run: Execution, draft: Reply,
+                           budget: TurnBudget) -> Reply:
+        """The model writer's reply when it answers and stays grounded; else the template draft."""
+        from deskline.hierarchy.model_writer import write_with_model
+
+        try:
+            outcome = await models.call("writer", lambda m: write_with_model(m, text, run.results, draft.text), budget)
+        except BudgetExceeded:
+            return draft
+        return Reply(outcome.value) if outcome.value is not None else draft
+
+    def _reply(self, text: str, plan: Plan, entities: Entities, run: Execution, reply: Reply,
+               llm_calls: int) -> list[Event]:
+        department, mode = plan.department, plan.mode
         if not reply.grounded:
             log.warning("reply.ungrounded", problems=reply.problems)
-            esc = self._escalate(text, intent, entities, run.results,
+            esc = self._escalate(text, plan.intent, entities, run.results,
                                  (f"the reply named facts no result holds: {', '.join(reply.problems)}",))
             return [*esc, ReplySent(text=FALLBACK, department=department, mode=mode, escalated=True,
-                                    grounded=False, outcome="failed")]
+                                    grounded=False, outcome="failed", llm_calls=llm_calls)]
         if run.escalations:
             reasons = tuple(r.reason or r.status for r in run.escalations)
-            return [*self._escalate(text, intent, entities, run.results, reasons),
+            return [*self._escalate(text, plan.intent, entities, run.results, reasons),
                     ReplySent(text=reply.text, department=department, mode=mode, escalated=True,
-                              outcome="escalated")]
+                              outcome="escalated", llm_calls=llm_calls)]
         outcome = "needs_info" if run.needs_info else "answered"
-        return [ReplySent(text=reply.text, department=department, mode=mode, outcome=outcome)]
+        return [ReplySent(text=reply.text, department=department, mode=mode, outcome=outcome, llm_calls=llm_calls)]
 
     @staticmethod
     def _escalate(text: str, intent: str, entities: Entities, results: Sequence[AgentResult],
@@ -262,6 +313,14 @@ async def _backoff(attempt: int) -> None:
         await asyncio.sleep(random.uniform(0, min(0.05, 0.002 * attempt)))
 
 
+def _model_events(budget: TurnBudget, role: str) -> list[Event]:
+    return [ModelCalled(role=a.role, deployment=a.deployment or a.group, model_group=a.group, fallbacks=a.fallbacks,
+                        request_summary=a.request_summary, output=a.output, input_tokens=a.input_tokens,
+                        output_tokens=a.output_tokens, cost_usd=a.cost_usd, latency_ms=a.latency_ms, ok=a.ok,
+                        error=a.error)
+            for a in budget.attempts if a.role == role]
+
+
 def _result(state: ConversationState, turn: TurnView, *, appended: int, duplicate: bool = False) -> TurnResult:
     return TurnResult(
         conversation_id=state.conversation_id,
@@ -276,5 +335,7 @@ def _result(state: ConversationState, turn: TurnView, *, appended: int, duplicat
         duplicate=duplicate,
         intent=turn.intent,
         confidence=turn.confidence,
+        cost_usd=turn.cost_usd,
+        latency_ms=turn.latency_ms,
         stage=turn.stage,
     )

@@ -9,8 +9,9 @@ yesterday's traffic.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from deskline.eventlog.events import (
     TURN_ENDS,
@@ -19,13 +20,21 @@ from deskline.eventlog.events import (
     AgentCompleted,
     AgentFailed,
     Event,
+    ModelCalled,
+    PlanMade,
     Recorded,
 )
 from deskline.eventlog.projections import fold
 from deskline.handoffs.payload import AgentResult, Handoff
 from deskline.handoffs.plan import PlanStep
 from deskline.hierarchy.desk import SupportDesk
+from deskline.handoffs.plan import Plan
 from deskline.hierarchy.operation import Operator
+from deskline.routing.cache import RouteCache
+from deskline.routing.llm_config import Role
+from deskline.routing.models import Attempt, ModelGateway, Outcome, TurnBudget
+
+T = TypeVar("T")
 
 # Timings vary run to run; constraints are the configuration a turn ran under, not a decision.
 _VOLATILE = frozenset({"latency_ms", "at", "constraints"})
@@ -73,6 +82,65 @@ class RecordedOperator(Operator):
         result = AgentResult(step_id=step.step_id, agent=step.agent, skill=step.skill, status="failed",
                              reason="no recorded result for this step")
         return result, [AgentCompleted(result=result)]
+
+
+class RecordedModels:
+    """Model calls answered from the log: each recorded attempt, in order, per role.
+
+    A recorded failure fails again; a recorded answer is handed back through a pydantic-ai
+    ``FunctionModel``, so the planner and writer parse it exactly as they did live.
+    """
+
+    def __init__(self, recorded: list[Event], live: ModelGateway | None) -> None:
+        self._queue: dict[str, list[ModelCalled]] = {}
+        for e in recorded:
+            if isinstance(e, ModelCalled):
+                self._queue.setdefault(e.role, []).append(e)
+        self._live = live
+
+    def has(self, role: Role) -> bool:
+        return bool(self._queue.get(role)) or (self._live is not None and self._live.has(role))
+
+    async def call(self, role: Role, run: Callable[[Any], Awaitable[T]], budget: TurnBudget,
+                   reserve: int = 0, size_hint: Sequence[dict[str, Any]] = ()) -> Outcome[T]:
+        from pydantic_ai.models.function import FunctionModel
+
+        from deskline.routing.adapter import call_errors, from_output
+
+        attempts: list[Attempt] = []
+        queue = self._queue.get(role, [])
+        while queue and budget.remaining > reserve:
+            e = queue.pop(0)
+            attempt = Attempt(role=role, group=e.model_group, deployment=e.deployment, ok=e.ok, error=e.error,
+                              latency_ms=e.latency_ms, input_tokens=e.input_tokens, output_tokens=e.output_tokens,
+                              cost_usd=e.cost_usd, output=e.output, request_summary=e.request_summary,
+                              fallbacks=e.fallbacks)
+            budget.charge(attempt)
+            attempts.append(attempt)
+            if not e.ok and not e.output:
+                continue
+            recorded = from_output(e.output, e.deployment, e.input_tokens, e.output_tokens)
+            try:
+                value = await run(FunctionModel(lambda _messages, _info, r=recorded: r))
+            except call_errors():
+                continue
+            return Outcome(value, tuple(attempts))
+        return Outcome(None, tuple(attempts))
+
+
+class LoggedCache(RouteCache):
+    """The route cache as it was for one logged turn: it hits where the live cache hit."""
+
+    def __init__(self, recorded: list[Event]) -> None:
+        super().__init__()
+        plan = next((e.plan for e in recorded if isinstance(e, PlanMade)), None)
+        self._hit = plan if plan is not None and plan.stage == "cache" else None
+
+    def get(self, key: str) -> Plan | None:
+        return self._hit
+
+    def put(self, key: str, plan: Plan) -> None:
+        return None
 
 
 def _comparable(e: Event) -> dict[str, Any]:
@@ -136,7 +204,9 @@ async def replay(desk: SupportDesk, conversation_id: str, records: list[Recorded
         logged = _decisions(records, turn.message_seq)
         logged_events = [r.event for r in logged]
         prior = fold(conversation_id, before)
-        replayed = await desk.decide(prior, prior.turns[-1], operator=RecordedOperator(desk.operator, logged_events))
+        replayed = await desk.decide(prior, prior.turns[-1], operator=RecordedOperator(desk.operator, logged_events),
+                                     models=RecordedModels(logged_events, desk.models),
+                                     cache=LoggedCache(logged_events))
         out.append(TurnReplay(turn=turn.turn, department=turn.department, mode=turn.mode, reply=turn.reply,
                               seqs=tuple(r.seq for r in logged), differences=tuple(_diff(logged_events, replayed))))
     return out

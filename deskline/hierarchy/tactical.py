@@ -13,17 +13,22 @@ and a conditional one ("if my payment failed, send me the invoice") into a seque
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 from deskline.agents.registry import Registry
 from deskline.eventlog.projections import ConversationState
 from deskline.handoffs.payload import AgentName, Department, Entities
 from deskline.handoffs.plan import Plan, PlanStep, StageVerdict
+from deskline.errors import BudgetExceeded
 from deskline.hierarchy.plan import validate
 from deskline.hierarchy.strategy import Strategy
-from deskline.routing.cache import CachedRoute, RouteCache
+from deskline.routing.cache import RouteCache
 from deskline.routing.classifier import Prediction, normalise
+from deskline.routing.models import ModelGateway, TurnBudget
+
+if TYPE_CHECKING:
+    from deskline.hierarchy.planner import LLMPlanner
 
 AGENT_DEPARTMENTS: frozenset[Department] = frozenset(("tech", "billing", "payment"))
 # An id the customer names, and the skill that looks it up, for messages the classifier can't place.
@@ -52,42 +57,82 @@ class Tactician:
     registry: Registry
     classifier: Triage
     cache: RouteCache
+    models: ModelGateway | None = None
+    _planner: LLMPlanner | None = field(default=None, init=False, repr=False)
 
-    def plan(self, state: ConversationState, text: str, entities: Entities, strategy: Strategy) -> Plan:
+    @property
+    def planner(self) -> LLMPlanner:
+        """Built on first use: pydantic-ai is imported only when a model is configured."""
+        if self._planner is None:
+            from deskline.hierarchy.planner import LLMPlanner
+
+            self._planner = LLMPlanner(self.registry)
+        return self._planner
+
+    async def plan(self, state: ConversationState, text: str, entities: Entities, strategy: Strategy,
+                   budget: TurnBudget | None = None) -> tuple[Plan, Entities]:
+        """The plan for this turn, and any entities the LLM planner read that the regexes missed."""
         verdicts: list[StageVerdict] = []
         if strategy.action == "escalate":
             rule = StageVerdict(stage="rules", department="human", intent="escalation",
                                 confidence=1.0, accepted=True, reason="; ".join(strategy.reasons))
             return Plan(mode="escalate", department="human", intent="escalation", confidence=1.0,
-                        stage="rules", verdicts=(rule,), reason=rule.reason)
+                        stage="rules", verdicts=(rule,), reason=rule.reason), Entities()
         resumed = self._resume(state, entities)
         if resumed is not None:
-            return resumed
+            return resumed, Entities()
         key = normalise(text)
-        route = self.cache.get(key)
-        if route is not None:
-            verdicts.append(StageVerdict(stage="cache", department=route.department, intent=route.intent,
-                                         confidence=route.confidence, accepted=True, reason="exact match"))
-            return self._route(text, route.department, route.intent, route.confidence, "cache", verdicts)
-        verdicts.append(StageVerdict(stage="cache", reason="no cached route for this text"))
+        cached = self.cache.get(key)
+        if cached is not None:
+            hit = StageVerdict(stage="cache", department=cached.department, intent=cached.intent,
+                               confidence=cached.confidence, accepted=True, reason=f"exact match of a {cached.stage} plan")
+            return cached.model_copy(update={"stage": "cache", "verdicts": (hit,)}), Entities()
+        verdicts.append(StageVerdict(stage="cache", reason="no cached plan for this text"))
         p = self.classifier.predict(text)
         if p.abstain or p.department == "other":
             hinted = self._entity_hint(entities, text, p, verdicts)
             if hinted is not None:
-                return hinted
-        if p.abstain:
-            verdicts.append(StageVerdict(
-                stage="classifier", department=p.department, intent=p.intent, confidence=p.confidence,
-                alternatives=p.alternatives,
-                reason=f"confidence {p.confidence:.2f} below threshold {self.classifier.threshold:.2f}"))
+                return hinted, Entities()
+        if not p.abstain:
+            verdicts.append(StageVerdict(stage="classifier", department=p.department, intent=p.intent,
+                                         confidence=p.confidence, accepted=True, alternatives=p.alternatives,
+                                         reason=f"confidence {p.confidence:.2f} >= {self.classifier.threshold:.2f}"))
+            plan = self._route(text, p.department, p.intent, p.confidence, "classifier", verdicts)
+            self.cache.put(key, plan)
+            return plan, Entities()
+        verdicts.append(StageVerdict(
+            stage="classifier", department=p.department, intent=p.intent, confidence=p.confidence,
+            alternatives=p.alternatives,
+            reason=f"confidence {p.confidence:.2f} below threshold {self.classifier.threshold:.2f}"))
+        planned = await self._llm(text, p, budget, verdicts)
+        if planned is not None:
+            self.cache.put(key, planned[0])
+            return planned
+        return Plan(mode="clarify", department="other", intent=p.intent, confidence=p.confidence,
+                    stage="fallback", verdicts=tuple(verdicts), reason="nothing confident: ask"), Entities()
+
+    async def _llm(self, text: str, p: Prediction, budget: TurnBudget | None,
+                   verdicts: list[StageVerdict]) -> tuple[Plan, Entities] | None:
+        """The LLM planner's plan, or None with the reason recorded."""
+        if self.models is None or not self.models.has("planner") or budget is None:
             verdicts.append(StageVerdict(stage="llm", reason="no model configured"))
-            return Plan(mode="clarify", department="other", intent=p.intent, confidence=p.confidence,
-                        stage="fallback", verdicts=tuple(verdicts), reason="nothing confident: ask")
-        verdicts.append(StageVerdict(stage="classifier", department=p.department, intent=p.intent,
-                                     confidence=p.confidence, accepted=True, alternatives=p.alternatives,
-                                     reason=f"confidence {p.confidence:.2f} >= {self.classifier.threshold:.2f}"))
-        self.cache.put(key, CachedRoute(p.department, p.intent, p.confidence))
-        return self._route(text, p.department, p.intent, p.confidence, "classifier", verdicts)
+            return None
+        reserve = 1 if self.models.has("writer") else 0
+        hint = f"{p.department}/{p.intent} at {p.confidence:.2f}"
+        try:
+            outcome = await self.models.call("planner", lambda model: self.planner.plan(model, text, hint),
+                                             budget, reserve=reserve)
+        except BudgetExceeded as exc:
+            verdicts.append(StageVerdict(stage="llm", reason=exc.message))
+            return None
+        if outcome.value is None:
+            errors = "; ".join(a.error for a in outcome.attempts) or "no model call left in this turn's budget"
+            verdicts.append(StageVerdict(stage="llm", reason=f"no usable plan: {errors}"))
+            return None
+        plan, found = outcome.value
+        verdicts.append(StageVerdict(stage="llm", department=plan.department, intent=plan.intent,
+                                     confidence=plan.confidence, accepted=True, reason=plan.reason))
+        return plan.model_copy(update={"verdicts": tuple(verdicts)}), found
 
     def _route(self, text: str, department: Department, intent: str, confidence: float,
                stage: str, verdicts: list[StageVerdict]) -> Plan:

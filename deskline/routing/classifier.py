@@ -20,11 +20,11 @@ Why this module exists and looks the way it does:
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
 import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -51,7 +51,7 @@ __all__ = [
     "read_artifact",
 ]
 
-DEFAULT_MODEL_PATH = Path(__file__).with_name("model") / "triage.bin.gz"
+DEFAULT_MODEL_PATH = Path(__file__).with_name("model") / "triage.bin"
 MAGIC = b"DLTRIAGE"
 FORMAT_VERSION = 1
 
@@ -96,7 +96,8 @@ class _Model:
 
     departments: tuple[Department, ...]
     intents: tuple[str, ...]
-    dept_members: tuple[Array, ...]  # intent indices of each department
+    dept_slices: tuple[slice, ...]  # intents are grouped by department, in DEPARTMENTS order
+    dept_starts: Array
     word_index: dict[str, int]
     char_index: dict[str, int]
     char_range: tuple[int, int]
@@ -105,8 +106,7 @@ class _Model:
     dept_bias: Array
     intent_indptr: Array  # CSR by feature over the intents
     intent_class: Array
-    intent_weights: Array  # int16, times intent_scale
-    intent_scale: float
+    intent_weights: Array  # float32 (stored as int16 times the header's intent_scale)
     intent_bias: Array
     meta_coef: Array  # (5, 10): department scores then best intent score per department
     meta_bias: Array
@@ -171,45 +171,39 @@ def _features(model: _Model, text: str) -> tuple[Array, FloatArray, float]:
     import numpy as np
 
     tokens = _TOKEN.findall(text)
-    grams = tokens + [f"{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False)]
-    word_counts = _count(model.word_index, grams)
+    word_get = model.word_index.get
     known = sum(1 for token in tokens if token in model.word_index)
     coverage = known / len(tokens) if tokens else 0.0
-    char_counts = _count(model.char_index, _char_wb_ngrams(text, *model.char_range))
+    grams = tokens + [f"{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False)]
+    word_counts = Counter(map(word_get, grams))
+    char_counts = Counter(map(model.char_index.get, _char_wb_ngrams(text, *model.char_range)))
+    word_counts.pop(None, None)
+    char_counts.pop(None, None)
     parts = [_tfidf(np, counts, model.idf) for counts in (word_counts, char_counts) if counts]
     if not parts:
         return np.zeros(0, dtype=np.int64), np.zeros(0), coverage
-    fids = np.concatenate([p[0] for p in parts])
-    values = np.concatenate([p[1] for p in parts])
-    return fids, values, coverage
-
-
-def _count(index: dict[str, int], grams: list[str]) -> dict[int, int]:
-    counts: dict[int, int] = {}
-    get = index.get
-    for gram in grams:
-        fid = get(gram)
-        if fid is not None:
-            counts[fid] = counts.get(fid, 0) + 1
-    return counts
+    if len(parts) == 1:
+        return parts[0][0], parts[0][1], coverage
+    return np.concatenate([parts[0][0], parts[1][0]]), np.concatenate([parts[0][1], parts[1][1]]), coverage
 
 
 def _char_wb_ngrams(text: str, min_n: int, max_n: int) -> list[str]:
-    """scikit-learn's ``char_wb`` analyser: n-grams inside space-padded words only."""
+    """scikit-learn's ``char_wb`` n-grams, plus some that no vocabulary can contain.
+
+    sklearn pads every word with one space and takes its n-grams (a padded word shorter than n
+    once, at the first such n). Joining the padded words with a second space gives the same
+    n-grams in one pass per n; the extra ones that straddle two words contain two adjacent
+    spaces, which no padded word has, so they never match the vocabulary.
+    """
+    joined = " " + "  ".join(text.split()) + " "
+    length = len(joined)
     grams: list[str] = []
-    extend = grams.extend
-    for word in text.split():
-        padded = f" {word} "
-        length = len(padded)
-        for n in range(min_n, max_n + 1):
-            if length <= n:
-                grams.append(padded)
-                break
-            extend([padded[i : i + n] for i in range(length - n + 1)])
+    for n in range(min_n, max_n + 1):
+        grams.extend([joined[i : i + n] for i in range(length - n + 1)])
     return grams
 
 
-def _tfidf(np: Any, counts: dict[int, int], idf: Array) -> tuple[Array, FloatArray]:
+def _tfidf(np: Any, counts: Counter[int | None], idf: Array) -> tuple[Array, FloatArray]:
     """Sublinear tf times idf, l2-normalised (counts is never empty here)."""
     fids = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
     tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
@@ -230,7 +224,7 @@ def _intent_scores(model: _Model, fids: Array, values: FloatArray) -> FloatArray
     touched = np.arange(total) + offsets
     weighted = model.intent_weights[touched] * np.repeat(values, lengths)
     acc = np.bincount(model.intent_class[touched], weighted, minlength=len(model.intents))
-    return cast("FloatArray", acc * model.intent_scale + model.intent_bias)
+    return cast("FloatArray", acc + model.intent_bias)
 
 
 def _department_probabilities(
@@ -238,7 +232,7 @@ def _department_probabilities(
 ) -> list[float]:
     import numpy as np
 
-    best_intent = [float(intent_scores[members].max()) for members in model.dept_members]
+    best_intent = np.maximum.reduceat(intent_scores, model.dept_starts)
     logits = model.meta_coef @ np.concatenate([dept_scores, best_intent]) + model.meta_bias
     probs = _softmax([float(x) for x in logits])
     trust = min(1.0, coverage / model.coverage_floor) if model.coverage_floor > 0 else 1.0
@@ -250,11 +244,11 @@ def _department_probabilities(
 
 def _best_intent(model: _Model, intent_scores: FloatArray, dept: int) -> tuple[str, float]:
     """The best intent of ``dept`` and its probability within that department."""
-    members = model.dept_members[dept]
-    scaled = [float(x) / model.intent_temperature for x in intent_scores[members]]
+    members = model.dept_slices[dept]
+    scaled = (intent_scores[members] / model.intent_temperature).tolist()
     probs = _softmax(scaled)
     top = max(range(len(probs)), key=lambda j: (probs[j], -j))
-    return model.intents[int(members[top])], probs[top]
+    return model.intents[members.start + top], probs[top]
 
 
 def _softmax(logits: list[float]) -> list[float]:
@@ -268,7 +262,7 @@ def read_artifact(path: Path) -> tuple[dict[str, Any], dict[str, Array]]:
     """The header and the named arrays of an artifact written by ``train.write``."""
     import numpy as np
 
-    raw = gzip.decompress(path.read_bytes())
+    raw = path.read_bytes()
     if raw[: len(MAGIC)] != MAGIC:
         raise ValueError(f"{path} is not a deskline triage model")
     offset = len(MAGIC)
@@ -296,10 +290,15 @@ def build_model(header: dict[str, Any], arrays: dict[str, Array]) -> _Model:
     if departments != DEPARTMENTS:
         raise ValueError(f"model departments {departments} != {DEPARTMENTS}")
     intent_department = np.asarray(header["intent_department"])
+    if np.any(np.diff(intent_department) < 0) or set(intent_department) != set(range(5)):
+        raise ValueError("model intents must be grouped by department, in DEPARTMENTS order")
+    scale = float(header["intent_scale"])
+    starts = np.searchsorted(intent_department, np.arange(len(departments) + 1))
     return _Model(
         departments=departments,
         intents=tuple(header["intents"]),
-        dept_members=tuple(np.flatnonzero(intent_department == d) for d in range(5)),
+        dept_slices=tuple(slice(int(a), int(b)) for a, b in zip(starts, starts[1:], strict=False)),
+        dept_starts=starts[:-1],
         word_index=dict(zip(word_vocab, range(offset), strict=True)),
         char_index=dict(zip(char_vocab, range(offset, offset + len(char_vocab)), strict=True)),
         char_range=(int(header["char_ngram"][0]), int(header["char_ngram"][1])),
@@ -308,8 +307,7 @@ def build_model(header: dict[str, Any], arrays: dict[str, Array]) -> _Model:
         dept_bias=np.asarray(header["dept_bias"], dtype=np.float64),
         intent_indptr=np.asarray(arrays["intent_indptr"], dtype=np.int64),
         intent_class=arrays["intent_class"],
-        intent_weights=arrays["intent_weights"],
-        intent_scale=float(header["intent_scale"]),
+        intent_weights=arrays["intent_weights"].astype(np.float32) * np.float32(scale),
         intent_bias=np.asarray(header["intent_bias"], dtype=np.float64),
         meta_coef=np.asarray(header["meta_coef"], dtype=np.float64),
         meta_bias=np.asarray(header["meta_bias"], dtype=np.float64),

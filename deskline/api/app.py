@@ -1,0 +1,160 @@
+"""The FastAPI app: customer chat API, human console API, and the two pages, on one desk.
+
+``create_app`` wires ports it is given (or opens the configured desk) into one ``Services``
+object on ``app.state``; nothing is created at import. ``deskline serve`` runs
+``create_app_from_env`` in each uvicorn worker, and the workers share only the database: a
+stream in one worker sees another worker's appends through its poll.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Engine
+
+from deskline import __version__
+from deskline.api import console, customers, problems
+from deskline.api.auth import AuthStore
+from deskline.api.deps import ConsoleQueue, Services
+from deskline.api.middleware import BodyLimit, RequestLog
+from deskline.api.schemas import MAX_TEXT_CHARS_DOC
+from deskline.api.settings import WebSettings
+from deskline.api.streams import Notifier
+from deskline.config import Settings
+from deskline.eventlog.database import make_engine
+from deskline.eventlog.store import SqlEventStore
+from deskline.hierarchy.desk import SupportDesk
+from deskline.hierarchy.humans import HumanConsole
+
+STATIC = Path(__file__).parent / "static"
+_PAGE_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+def create_app(
+    settings: Settings,
+    desk: SupportDesk | None = None,
+    *,
+    web: WebSettings | None = None,
+    engine: Engine | None = None,
+    clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    """The web app over ``desk`` (default: the desk on ``settings.database_url``).
+
+    Tokens and agent keys go in ``engine``'s database: by default the desk's own; an in-memory
+    desk gets an in-memory SQLite. ``clock`` is what the queue measures waiting times against.
+    """
+    from deskline.runtime import open_desk
+
+    web = web or WebSettings.from_env()
+    desk = desk or open_desk(settings)
+    if engine is None:
+        engine = (
+            desk.store.engine if isinstance(desk.store, SqlEventStore) else make_engine("sqlite://")
+        )
+    svc = Services(
+        settings=settings,
+        web=web,
+        desk=desk,
+        console=HumanConsole(desk),
+        auth=AuthStore(engine, key_cache_s=web.agent_key_cache_s),
+        notifier=Notifier(),
+        queue=ConsoleQueue(),
+        clock=clock,
+    )
+
+    app = FastAPI(
+        title="deskline",
+        version=__version__,
+        summary="Customer chat (REST + Server-Sent Events) and the human agents' console.",
+    )
+    app.state.deskline = svc
+    problems.install(app)
+    app.include_router(customers.router)
+    app.include_router(console.router)
+    _pages(app, web)
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    app.add_middleware(BodyLimit, max_bytes=web.max_body_bytes)
+    if web.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(web.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+            expose_headers=["Idempotent-Replayed", "X-Request-ID"],
+            max_age=600,
+        )
+    app.add_middleware(RequestLog)
+    app.openapi = lambda: _openapi(app, settings.max_message_chars)  # type: ignore[method-assign]
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """For uvicorn's ``--factory``: one app per worker, configured from ``DESKLINE_*``."""
+    return create_app(Settings.from_env(), web=WebSettings.from_env())
+
+
+def _pages(app: FastAPI, web: WebSettings) -> None:
+    ancestors = " ".join(
+        ("'self'", *web.cors_origins)
+    )  # the chat page may be framed by allowed sites
+    csp = (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors {}"
+    )
+
+    @app.get("/", include_in_schema=False)
+    def chat_page() -> FileResponse:
+        return FileResponse(
+            STATIC / "index.html",
+            headers={**_PAGE_HEADERS, "Content-Security-Policy": csp.format(ancestors)},
+        )
+
+    @app.get("/console", include_in_schema=False)
+    def console_page() -> FileResponse:
+        return FileResponse(
+            STATIC / "console.html",
+            headers={
+                **_PAGE_HEADERS,
+                "Content-Security-Policy": csp.format("'none'"),
+                "X-Frame-Options": "DENY",
+            },
+        )
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+
+def _openapi(app: FastAPI, max_chars: int) -> dict[str, Any]:
+    """The generated schema, with the configured message limit in place of the default one."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+        )
+        for name in ("MessageIn", "HumanMessageIn"):
+            text = (
+                schema.get("components", {})
+                .get("schemas", {})
+                .get(name, {})
+                .get("properties", {})
+                .get("text")
+            )
+            if text is not None and text.get("maxLength") == MAX_TEXT_CHARS_DOC:
+                text["maxLength"] = max_chars
+        app.openapi_schema = schema
+    return app.openapi_schema

@@ -1,0 +1,128 @@
+"""``deskline serve`` and ``deskline agents add|list|remove``, registered by ``deskline.cli``.
+
+Only typer is imported here at module level: the CLI imports this file on every start, and
+``deskline ask`` must not pay for FastAPI or uvicorn.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from deskline.api.auth import AuthStore
+    from deskline.config import Settings
+
+agents = typer.Typer(help="Human agents: keys for the console.", no_args_is_help=True)
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _settings() -> Settings:
+    from deskline.config import Settings
+    from deskline.logs import configure
+
+    settings = Settings.from_env()
+    configure(settings.log_format, settings.log_level)
+    return settings
+
+
+def _fail(message: str) -> NoReturn:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+def _auth() -> AuthStore:
+    from deskline.api.auth import AuthStore
+    from deskline.eventlog.database import make_engine
+
+    return AuthStore(make_engine(_settings().database_url))
+
+
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on [env DESKLINE_HOST; 127.0.0.1].")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port [env DESKLINE_PORT; 8000].")] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="uvicorn worker processes sharing the database.")
+    ] = 1,
+) -> None:
+    """Serve the chat page (/), the human console (/console) and the API (/docs) with uvicorn."""
+    import uvicorn
+
+    from deskline.api.settings import WebSettings
+    from deskline.errors import DesklineError
+
+    try:
+        settings, web = _settings(), WebSettings.from_env()
+    except DesklineError as exc:
+        _fail(exc.message)
+    host, port = host or web.host, port or web.port
+    typer.secho(
+        f"deskline on http://{host}:{port}  chat: /  console: /console  API docs: /docs", err=True
+    )
+    uvicorn.run(
+        "deskline.api.app:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=5,
+        server_header=False,
+    )
+
+
+@agents.command("add")
+def agents_add(
+    name: Annotated[str, typer.Argument(help="The agent's name, shown to customers.")],
+) -> None:
+    """Create a human agent and print their key, once: only a hash of it is kept."""
+    from deskline.errors import DesklineError
+
+    try:
+        key = _auth().add_agent(name)
+    except DesklineError as exc:
+        _fail(exc.message)
+    typer.echo(key)
+    typer.secho(
+        f"key for {name.strip()!r} printed above: store it now, it cannot be shown again", err=True
+    )
+
+
+@agents.command("list")
+def agents_list(as_json: JsonOpt = False) -> None:
+    """List human agents (names and key ids, never keys)."""
+    from datetime import UTC, datetime
+
+    from deskline.errors import DesklineError
+
+    try:
+        found = _auth().agents()
+    except DesklineError as exc:
+        _fail(exc.message)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                [{"name": a.name, "key_id": a.key_id, "created_at": a.created_at} for a in found]
+            )
+        )
+        return
+    for a in found:
+        created = datetime.fromtimestamp(a.created_at, UTC).strftime("%Y-%m-%d %H:%M")
+        typer.echo(f"{a.name}\tdka_{a.key_id}_…\t{created} UTC")
+
+
+@agents.command("remove")
+def agents_remove(name: Annotated[str, typer.Argument(help="The agent to remove.")]) -> None:
+    """Remove a human agent; their key stops working (within a minute on running servers)."""
+    if not _auth().remove_agent(name):
+        _fail(f"no agent named {name!r}")
+    typer.echo(f"removed {name}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)
+    app.add_typer(agents, name="agents")

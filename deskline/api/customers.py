@@ -1,0 +1,163 @@
+"""The customer's API: open a conversation, send messages, read or follow its events.
+
+A conversation is opened by the API (``ConversationOpened`` on the ``web`` channel) before its
+first message, so its token exists before anything is said and ``events?after=0`` is never a
+404 for a conversation the customer was just given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import structlog
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from deskline.api.deps import CustomerConversation, Services, ServicesDep
+from deskline.api.schemas import (
+    MAX_SEQ,
+    ChatEvents,
+    ConversationCreated,
+    Error,
+    MessageIn,
+    TurnOut,
+    chat_event,
+)
+from deskline.api.streams import SSE_HEADERS, SSE_MEDIA_TYPE, event_stream
+from deskline.eventlog.events import ConversationOpened, Recorded
+from deskline.hierarchy.desk import new_conversation_id
+from deskline.logs import mask
+
+log = structlog.get_logger("deskline.api")
+Page = TypeVar("Page", bound=BaseModel)
+router = APIRouter(prefix="/v1", tags=["customers"])
+
+_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Error, "description": "No token was sent."},
+    404: {"model": Error, "description": "No such conversation for this token."},
+}
+_BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Error, "description": "The body is not JSON, or not UTF-8."},
+    413: {"model": Error, "description": "The body is over the size limit."},
+    422: {
+        "model": Error,
+        "description": "A field is missing, unknown, or invalid (e.g. message_too_long).",
+    },
+}
+_STORE_ERRORS: dict[int | str, dict[str, Any]] = {
+    503: {"model": Error, "description": "The database is not available."},
+}
+_EVENTS_DOC = (
+    "The conversation's events after sequence number `after`, as JSON; or, with "
+    "`Accept: text/event-stream`, as a live Server-Sent Events stream (`id: <seq>`, "
+    "`event: <type>`, `data: <ChatEvent JSON>`) that resumes after `Last-Event-ID`."
+)
+
+
+@router.post(
+    "/conversations",
+    status_code=201,
+    response_model=ConversationCreated,
+    responses={**_STORE_ERRORS, 413: _BODY_ERRORS[413]},
+)
+def open_conversation(svc: ServicesDep) -> ConversationCreated:
+    """Open a conversation and get the token that lets this customer, and only them, use it."""
+    cid = new_conversation_id()
+    token = svc.auth.issue_token(cid)
+    svc.desk.store.append(
+        cid, 0, 1, [ConversationOpened(customer_id=svc.settings.default_customer, channel="web")]
+    )
+    log.info("api.conversation_opened", conversation_id=cid)
+    return ConversationCreated(id=cid, token=token)
+
+
+@router.post(
+    "/conversations/{conversation_id}/messages",
+    response_model=TurnOut,
+    responses={
+        **_AUTH_ERRORS,
+        **_BODY_ERRORS,
+        **_STORE_ERRORS,
+        409: {"model": Error, "description": "The conversation kept moving; retry."},
+    },
+)
+async def send_message(
+    cid: CustomerConversation, body: MessageIn, svc: ServicesDep, response: Response
+) -> TurnOut:
+    """Send the customer's message and get the turn's result.
+
+    `reply` is null while a person owns the conversation: their answer arrives as an event.
+    Resending the same `client_message_id` returns the first result (with
+    `Idempotent-Replayed: true`) and appends nothing.
+    """
+    log.info(
+        "api.message", conversation_id=cid, chars=len(body.text), excerpt=mask(body.text[:120])
+    )
+    try:
+        result = await svc.desk.handle(cid, body.text, client_message_id=body.client_message_id)
+    finally:
+        svc.notifier.notify(cid)
+    if result.duplicate:
+        response.headers["Idempotent-Replayed"] = "true"
+    data = result.to_dict()
+    return TurnOut(**{k: v for k, v in data.items() if k in TurnOut.model_fields})
+
+
+@router.get(
+    "/conversations/{conversation_id}/events",
+    response_model=ChatEvents,
+    description=_EVENTS_DOC,
+    responses={
+        **_AUTH_ERRORS,
+        **_STORE_ERRORS,
+        422: {"model": Error, "description": "`after` or `Last-Event-ID` is not valid."},
+        200: {
+            "content": {SSE_MEDIA_TYPE: {"schema": {"type": "string"}}},
+            "description": "Events as JSON, or as an event stream.",
+        },
+    },
+)
+async def conversation_events(
+    cid: CustomerConversation,
+    svc: ServicesDep,
+    request: Request,
+    after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="Only events after this seq.")] = 0,
+    last_event_id: Annotated[
+        int | None,
+        Header(
+            alias="Last-Event-ID", ge=0, le=MAX_SEQ, description="Resume a stream after this seq."
+        ),
+    ] = None,
+) -> ChatEvents | StreamingResponse:
+    """The customer's view of the conversation: messages, replies, and who holds it."""
+    return await events_response(svc, request, cid, after, last_event_id, chat_event, ChatEvents)
+
+
+async def events_response(
+    svc: Services,
+    request: Request,
+    cid: str,
+    after: int,
+    last_event_id: int | None,
+    view: Callable[[Recorded], BaseModel | None],
+    page: Callable[..., Page],
+) -> Page | StreamingResponse:
+    """A JSON page, or a live stream, of ``view(event)`` for the events after ``after``."""
+    start = last_event_id if last_event_id is not None else after
+    if SSE_MEDIA_TYPE in request.headers.get("accept", ""):
+        stream = event_stream(
+            svc.desk.store,
+            svc.notifier,
+            cid,
+            start,
+            view,
+            poll_interval_s=svc.web.poll_interval_s,
+            heartbeat_s=svc.web.heartbeat_s,
+        )
+        return StreamingResponse(stream, media_type=SSE_MEDIA_TYPE, headers=SSE_HEADERS)
+    records = await run_in_threadpool(svc.desk.store.load, cid, start)
+    shown = [v for r in records if (v := view(r)) is not None]
+    return page(conversation_id=cid, events=shown, last_seq=records[-1].seq if records else start)

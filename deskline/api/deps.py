@@ -1,0 +1,112 @@
+"""What every route needs, held once per app: the desk, the console, auth, streams, the queue.
+
+Routes receive these through FastAPI dependencies, so the app object is the only container and
+two apps (two tests, two databases) in one process never share state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from deskline.api.auth import AuthStore
+from deskline.api.schemas import CONVERSATION_ID
+from deskline.api.settings import WebSettings
+from deskline.api.streams import Notifier
+from deskline.config import Settings
+from deskline.eventlog.events import ActionDecided, Recorded
+from deskline.eventlog.queue import HumanQueue
+from deskline.hierarchy.desk import SupportDesk
+from deskline.hierarchy.humans import HumanConsole
+
+
+class ConsoleQueue(HumanQueue):
+    """The human queue, also clearing a pending action once a person decided it.
+
+    ``HumanQueue`` keeps showing an approved or rejected action; the console must not offer it
+    again. (This belongs in ``HumanQueue.apply``; it is here until the projection learns it.)
+    """
+
+    def apply(self, r: Recorded) -> None:
+        super().apply(r)
+        entry = self._entries.get(r.conversation_id)
+        if isinstance(r.event, ActionDecided) and entry is not None:
+            self._entries[r.conversation_id] = replace(entry, pending_action=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    web: WebSettings
+    desk: SupportDesk
+    console: HumanConsole
+    auth: AuthStore
+    notifier: Notifier
+    queue: ConsoleQueue
+    clock: Callable[[], float]
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.deskline
+    return found
+
+
+ServicesDep = Annotated[Services, Depends(services)]
+ConversationId = Annotated[str, Path(pattern=CONVERSATION_ID, description="The conversation's id.")]
+
+_customer_bearer = HTTPBearer(
+    scheme_name="conversationToken",
+    auto_error=False,
+    description="The token POST /v1/conversations returned for this conversation.",
+)
+_agent_bearer = HTTPBearer(
+    scheme_name="agentKey",
+    auto_error=False,
+    description="A human agent's key, from `deskline agents add NAME`.",
+)
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def _not_found(conversation_id: str) -> HTTPException:
+    # The same answer for "no such conversation" and "not yours": a token reveals nothing else.
+    return HTTPException(404, f"no conversation {conversation_id!r} for this token")
+
+
+def customer_conversation(
+    conversation_id: ConversationId,
+    svc: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_customer_bearer)],
+) -> str:
+    """The conversation id, once the bearer token is shown to open exactly this conversation."""
+    if credentials is None:
+        raise HTTPException(
+            401,
+            "send the conversation's token as 'Authorization: Bearer <token>'",
+            headers=_CHALLENGE,
+        )
+    if not svc.auth.token_opens(conversation_id, credentials.credentials):
+        raise _not_found(conversation_id)
+    return conversation_id
+
+
+def human_agent(
+    svc: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_agent_bearer)],
+) -> str:
+    """The name of the human agent whose key was sent; customer tokens are refused."""
+    if credentials is None:
+        raise HTTPException(
+            401, "send a human agent's key as 'Authorization: Bearer <key>'", headers=_CHALLENGE
+        )
+    name = svc.auth.agent_for(credentials.credentials)
+    if name is None:
+        raise HTTPException(401, "this is not a valid human agent key", headers=_CHALLENGE)
+    return name
+
+
+CustomerConversation = Annotated[str, Depends(customer_conversation)]
+AgentName = Annotated[str, Depends(human_agent)]

@@ -1,0 +1,71 @@
+"""Settings of the web layer only, read from ``DESKLINE_*`` variables beside ``deskline.config``.
+
+They live here rather than in ``Settings`` because nothing but the HTTP server reads them, and the
+CLI's fast path (``deskline ask``) should not parse them.
+
+| variable | default | meaning |
+| --- | --- | --- |
+| ``DESKLINE_CORS_ORIGINS`` | none | comma list of origins allowed to call the API from a browser |
+| ``DESKLINE_SLA_SECONDS`` | 300 | an escalation unclaimed for longer is flagged in the queue |
+| ``DESKLINE_MAX_BODY_BYTES`` | 65536 | larger request bodies are refused with 413 before parsing |
+| ``DESKLINE_HOST`` / ``DESKLINE_PORT`` | 127.0.0.1 / 8000 | where ``deskline serve`` listens |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from deskline.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class WebSettings:
+    cors_origins: tuple[str, ...] = ()
+    sla_seconds: float = 300.0
+    max_body_bytes: int = 64 * 1024
+    host: str = "127.0.0.1"
+    port: int = 8000
+    poll_interval_s: float = (
+        0.5  # how often a live stream looks for events other processes appended
+    )
+    heartbeat_s: float = 15.0  # a comment line keeps idle streams open through proxies
+    agent_key_cache_s: float = 60.0  # a verified agent key skips the slow hash for this long
+
+    def with_(self, **changes: object) -> WebSettings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WebSettings:
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            value = env.get(f"DESKLINE_{name}", "").strip()
+            return value or None
+
+        base = cls()
+        try:
+            origins = tuple(
+                o.strip().rstrip("/") for o in (get("CORS_ORIGINS") or "").split(",") if o.strip()
+            )
+            settings = replace(
+                base,
+                cors_origins=origins,
+                sla_seconds=float(get("SLA_SECONDS") or base.sla_seconds),
+                max_body_bytes=int(get("MAX_BODY_BYTES") or base.max_body_bytes),
+                host=get("HOST") or base.host,
+                port=int(get("PORT") or base.port),
+            )
+        except ValueError as exc:
+            raise ConfigError(f"a DESKLINE_* web setting is not valid: {exc}") from exc
+        if (
+            settings.sla_seconds < 0
+            or settings.max_body_bytes < 1024
+            or not 0 < settings.port < 65536
+        ):
+            raise ConfigError(
+                "DESKLINE_SLA_SECONDS must be >= 0, DESKLINE_MAX_BODY_BYTES >= 1024 and "
+                "DESKLINE_PORT between 1 and 65535"
+            )
+        return settings

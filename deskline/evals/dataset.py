@@ -1,0 +1,331 @@
+"""Recorded queries as a pydantic-evals ``Dataset``: read from CSV or JSONL, or exported from the log.
+
+A row is one customer message: ``text`` plus any of ``department``, ``intent``, ``escalate``,
+``mode``, ``entities``, ``facts``, ``conversation_id`` and ``turn``. Rows that share a
+``conversation_id`` are one case, run in ``turn`` order on one conversation; any other row is a
+case of its own. The shared data files (``text,source_intent,department,ambiguous``) load as
+they are: ``source_intent`` and ``ambiguous`` travel as metadata.
+
+* ``escalate`` defaults to ``department == "human"`` (a person's department is an escalation).
+* ``entities`` names what a handoff must carry: ``invoice_id`` or ``invoice_id=INV-1001``;
+  separated by ``;``, ``,``, ``|`` or spaces in CSV, a list or an object in JSONL.
+* ``facts`` are strings the reply must contain, separated by ``|`` in CSV, a list in JSONL.
+
+Rows whose normalised text is in the router's training files are flagged ``trained_on``, so a
+figure measured on them is labelled as such.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, cast, get_args
+
+from pydantic_evals import Case, Dataset
+
+from deskline.errors import DesklineError
+from deskline.eventlog.events import (
+    CustomerMessaged,
+    EscalationClaimed,
+    EscalationRequested,
+    HandoffSent,
+    HumanReplied,
+    PlanMade,
+    Recorded,
+    ReplySent,
+    TurnHeld,
+)
+from deskline.eventlog.store import EventStore
+from deskline.handoffs.payload import DEPARTMENTS, Department, Entities, EntityName, Mode
+from deskline.routing.classifier import normalise
+
+ENTITY_NAMES: frozenset[str] = frozenset(get_args(EntityName))
+MODES: frozenset[str] = frozenset(get_args(Mode))
+FACT_KEYS = ("facts", "reply_facts", "expected_facts", "reply_contains")
+KNOWN_KEYS = frozenset({"text", "department", "intent", "escalate", "mode", "entities", "conversation_id",
+                        "turn", "source_intent", "ambiguous", *FACT_KEYS})
+_TRUE = frozenset({"1", "true", "yes", "y", "t"})
+_FALSE = frozenset({"0", "false", "no", "n", "f"})
+
+EvalCase = Case["Dialogue", Any, dict[str, Any]]
+EvalDataset = Dataset["Dialogue", Any, dict[str, Any]]
+
+
+class DatasetError(DesklineError):
+    """A query file that cannot be read as recorded queries; names the file and the row."""
+
+    code = "invalid_dataset"
+
+
+@dataclass(frozen=True, slots=True)
+class Expectation:
+    """What one turn should do. ``None`` (or empty) means "not checked"."""
+
+    department: Department | None = None
+    intent: str | None = None
+    escalate: bool | None = None
+    mode: str | None = None
+    entities: tuple[tuple[str, str | None], ...] = ()  # (name, value or None for "any value")
+    facts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Dialogue:
+    """The inputs of one case: a conversation's customer messages, in turn order."""
+
+    texts: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """One row of a query file."""
+
+    row: int
+    text: str
+    expect: Expectation
+    conversation_id: str | None = None
+    turn: int | None = None
+    source_intent: str | None = None
+    ambiguous: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def load_dataset(path: Path, name: str | None = None) -> EvalDataset:
+    """The queries of a CSV or JSONL file as a pydantic-evals dataset."""
+    return to_dataset(read_queries(path), name or path.stem, source=str(path))
+
+
+def read_queries(path: Path) -> list[Query]:
+    """Every row of a ``.csv`` or ``.jsonl`` file (``.json`` lines work too)."""
+    if not path.is_file():
+        raise DatasetError(f"no query file at {path}", path=str(path))
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            return _read_csv(path)
+        if suffix in (".jsonl", ".ndjson", ".json"):
+            return _read_jsonl(path)
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path} is not UTF-8 text: {exc}", path=str(path)) from exc
+    raise DatasetError(f"{path}: use a .csv or .jsonl file", path=str(path))
+
+
+def _read_csv(path: Path) -> list[Query]:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or "text" not in reader.fieldnames:
+            raise DatasetError(f"{path}: the header has no 'text' column", path=str(path))
+        return [parse_row(row, i, path) for i, row in enumerate(reader, start=1)]
+
+
+def _read_jsonl(path: Path) -> list[Query]:
+    queries: list[Query] = []
+    with path.open(encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DatasetError(f"{path}:{line_no}: not JSON: {exc.msg}", path=str(path), line=line_no) from exc
+            if not isinstance(row, dict):
+                raise DatasetError(f"{path}:{line_no}: a line must be a JSON object", path=str(path), line=line_no)
+            queries.append(parse_row(row, line_no, path))
+    return queries
+
+
+def parse_row(row: dict[str, Any], row_no: int, path: Path | str = "<rows>") -> Query:
+    """One query from a CSV or JSON row; ``DatasetError`` names the row and the field."""
+
+    def fail(what: str) -> DatasetError:
+        return DatasetError(f"{path}, row {row_no}: {what}", path=str(path), row=row_no)
+
+    text = row.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise fail("'text' is missing or empty")
+    department = _blank(row.get("department"))
+    if department is not None:
+        department = str(department).strip().lower()
+        if department not in DEPARTMENTS:
+            raise fail(f"department {department!r} is not one of {', '.join(DEPARTMENTS)}")
+    mode = _blank(row.get("mode"))
+    if mode is not None and str(mode) not in MODES:
+        raise fail(f"mode {mode!r} is not one of {', '.join(sorted(MODES))}")
+    try:
+        escalate = _bool(row.get("escalate"))
+        if escalate is None and department is not None:
+            escalate = department == "human"
+        turn = _blank(row.get("turn"))
+        expect = Expectation(
+            department=cast(Department | None, department),
+            intent=_str(row.get("intent")),
+            escalate=escalate,
+            mode=None if mode is None else str(mode),
+            entities=_entities(row.get("entities")),
+            facts=_facts(next((row[k] for k in FACT_KEYS if _blank(row.get(k)) is not None), None)),
+        )
+        return Query(row=row_no, text=text, expect=expect, conversation_id=_str(row.get("conversation_id")),
+                      turn=None if turn is None else int(turn), source_intent=_str(row.get("source_intent")),
+                      ambiguous=bool(_bool(row.get("ambiguous"))),
+                      extra={k: v for k, v in row.items() if k not in KNOWN_KEYS and _blank(v) is not None})
+    except (TypeError, ValueError) as exc:
+        raise fail(str(exc)) from exc
+
+
+def to_dataset(queries: Sequence[Query], name: str, source: str = "") -> EvalDataset:
+    """Queries grouped into cases: one per conversation id (turns in order), else one per row."""
+    groups: dict[str, list[Query]] = {}
+    for q in queries:
+        key = f"{q.conversation_id}" if q.conversation_id is not None else f"{name}:{q.row}"
+        groups.setdefault(key, []).append(q)
+    trained = training_digests()
+    cases: list[EvalCase] = []
+    for key, group in groups.items():
+        turns = sorted(group, key=lambda q: (q.turn if q.turn is not None else q.row))
+        cases.append(Case(
+            name=key,
+            inputs=Dialogue(texts=tuple(q.text for q in turns)),
+            expected_output=tuple(q.expect for q in turns),
+            metadata={
+                "source": source,
+                "rows": [q.row for q in turns],
+                "conversation_id": turns[0].conversation_id,
+                "trained_on": [digest(q.text) in trained for q in turns],
+                "ambiguous": [q.ambiguous for q in turns],
+                "source_intent": [q.source_intent for q in turns],
+                "extra": [q.extra for q in turns],
+            },
+        ))
+    return Dataset(name=name, cases=cases)
+
+
+def digest(text: str) -> bytes:
+    """The key of a text in the training set: its normalised form, hashed."""
+    return hashlib.blake2b(normalise(text).encode("utf-8"), digest_size=8).digest()
+
+
+@lru_cache(maxsize=1)
+def training_digests() -> frozenset[bytes]:
+    """Digests of every text the shipped router was trained on (the package's training CSVs)."""
+    from deskline.routing.train import DATA_DIR, TRAIN_FILES
+
+    found: set[bytes] = set()
+    for name in TRAIN_FILES:
+        path = DATA_DIR / name
+        if path.is_file():
+            with path.open(encoding="utf-8", newline="") as handle:
+                found.update(digest(row["text"]) for row in csv.DictReader(handle) if row.get("text"))
+    return frozenset(found)
+
+
+def export_queries(store: EventStore) -> Iterator[dict[str, Any]]:
+    """Every recorded customer turn as a query row, labelled with what happened.
+
+    ``department`` is the department that resolved the turn (``human`` when a person took
+    over), omitted when nobody did (the bot asked a clarifying question); ``escalate`` says
+    whether a person took over. Multi-turn conversations keep their id and turn numbers.
+    """
+    for cid in store.conversation_ids():
+        yield from turn_rows(cid, store.load(cid))
+
+
+def turn_rows(conversation_id: str, records: Sequence[Recorded]) -> Iterator[dict[str, Any]]:
+    """The query rows of one conversation's records."""
+    by_turn: dict[int, list[Recorded]] = {}
+    for r in records:
+        by_turn.setdefault(r.turn, []).append(r)
+    for turn, items in sorted(by_turn.items()):
+        events = [r.event for r in items]
+        message = next((e for e in events if isinstance(e, CustomerMessaged)), None)
+        if message is None:
+            continue
+        plan = next((e.plan for e in events if isinstance(e, PlanMade)), None)
+        reply = next((e for e in events if isinstance(e, ReplySent)), None)
+        person = any(isinstance(e, EscalationRequested | EscalationClaimed | HumanReplied | TurnHeld) for e in events)
+        row: dict[str, Any] = {"text": message.text, "conversation_id": conversation_id, "turn": turn}
+        if person:
+            row["department"] = "human"
+        elif reply is not None and reply.outcome in ("answered", "needs_info"):
+            row["department"] = reply.department
+        row["escalate"] = person
+        if plan is not None:
+            row["intent"] = plan.intent
+            row["mode"] = plan.mode
+        names = handoff_entities([e.handoff.case.entities for e in events if isinstance(e, HandoffSent)])
+        if names:
+            row["entities"] = [f"{n}={v}" for n, v in names]
+        row["outcome"] = reply.outcome if reply is not None else "held"
+        yield row
+
+
+def handoff_entities(found: Sequence[Entities]) -> list[tuple[str, str]]:
+    """(name, value) of every entity the handoffs carried, without repeats."""
+    pairs: dict[tuple[str, str], None] = {}
+    for entities in found:
+        for name in sorted(ENTITY_NAMES - {"customer_id"}):
+            for value in entity_values(entities, name):
+                pairs[(name, value)] = None
+    return list(pairs)
+
+
+def entity_values(entities: Entities, name: str) -> tuple[str, ...]:
+    """The values of one named entity (``invoice_id`` -> the invoice ids) as strings."""
+    field_name = {"invoice_id": "invoice_ids", "payment_id": "payment_ids", "charge_id": "charge_ids",
+                  "amount": "amounts", "email": "emails", "card_last4": "card_last4"}.get(name)
+    if field_name is None:
+        return ()
+    return tuple(str(v) for v in getattr(entities, field_name))
+
+
+def _blank(value: Any) -> Any:
+    return None if value is None or (isinstance(value, str) and not value.strip()) else value
+
+
+def _str(value: Any) -> str | None:
+    value = _blank(value)
+    return None if value is None else str(value).strip()
+
+
+def _bool(value: Any) -> bool | None:
+    value = _blank(value)
+    if value is None or isinstance(value, bool):
+        return value
+    low = str(value).strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValueError(f"{value!r} is not a yes/no value")
+
+
+def _entities(value: Any) -> tuple[tuple[str, str | None], ...]:
+    value = _blank(value)
+    if value is None:
+        return ()
+    if isinstance(value, dict):
+        items: list[str] = [f"{k}={v}" if v not in (None, "") else str(k) for k, v in value.items()]
+    elif isinstance(value, list):
+        items = [str(v) for v in value]
+    else:
+        items = str(value).replace(";", " ").replace(",", " ").replace("|", " ").split()
+    out: list[tuple[str, str | None]] = []
+    for item in items:
+        name, _, wanted = item.partition("=")
+        name = name.strip()
+        if name not in ENTITY_NAMES:
+            raise ValueError(f"unknown entity {name!r}; use one of {', '.join(sorted(ENTITY_NAMES))}")
+        out.append((name, wanted.strip() or None))
+    return tuple(out)
+
+
+def _facts(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, list):
+        return tuple(str(v) for v in value if str(v).strip())
+    return tuple(part.strip() for part in str(value).split("|") if part.strip())

@@ -1,0 +1,136 @@
+"""The LLM planner: one model call whose tools are the agents' skills plus ``plan_execution``.
+
+Used only when the local classifier is not confident and a model is configured. The model
+answers with tool calls: one skill (single), several (parallel), or ``plan_execution`` with
+steps that depend on each other (sequential); ``ask_customer`` and ``escalate_to_human`` let it
+abstain. The answer is validated against the registry; an invalid one raises, and the router
+moves on to the next model group.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+from pydantic_ai.direct import model_request
+from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, SystemPromptPart, ToolCallPart, UserPromptPart
+from pydantic_ai.models import Model, ModelRequestParameters
+from pydantic_ai.tools import ToolDefinition
+
+from deskline.agents.registry import Registry
+from deskline.errors import PlanError
+from deskline.handoffs.payload import Entities
+from deskline.handoffs.plan import Plan, PlanStep
+from deskline.hierarchy.plan import validate
+
+PLANNER_PROMPT = """\
+You are the triage planner of a customer-support desk with three agents: tech (logins, passwords,
+the app, outages), billing (invoices, charges, refunds) and payment (transfers, failed payments).
+Read the customer's message and answer ONLY with tool calls:
+- call the one skill that handles it, or several skills if the message names independent problems;
+- call plan_execution when one step needs another's result first (give depends_on);
+- call ask_customer when you cannot tell what they need, escalate_to_human when they ask for a
+  person, report fraud, or are upset. Never invent ids: pass only ids the customer wrote."""
+
+
+class PlannedStep(BaseModel):
+    step_id: str = Field(description="A short id such as s1")
+    skill: str = Field(description="A skill tool name, e.g. billing__lookup_invoice")
+    depends_on: list[str] = Field(default_factory=list)
+    arguments: dict[str, str] = Field(default_factory=dict)
+
+
+class PlanExecution(BaseModel):
+    steps: list[PlannedStep] = Field(min_length=1, max_length=6)
+
+
+class AskCustomer(BaseModel):
+    question: str
+
+
+class EscalateToHuman(BaseModel):
+    reason: str
+
+
+META = {
+    "plan_execution": ("Run several skills in dependency order (sequential mode).", PlanExecution),
+    "ask_customer": ("Ask the customer a clarifying question instead of acting.", AskCustomer),
+    "escalate_to_human": ("Hand the conversation to a person.", EscalateToHuman),
+}
+_ENTITY_FIELDS = {"invoice_id": "invoice_ids", "payment_id": "payment_ids", "charge_id": "charge_ids",
+                  "email": "emails", "card_last4": "card_last4"}
+
+
+def tool_name(skill_name: str) -> str:
+    return skill_name.replace(".", "__")
+
+
+class LLMPlanner:
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.tools = [
+            ToolDefinition(name=tool_name(s.name), description=s.description,
+                           parameters_json_schema=s.params.model_json_schema())
+            for s in registry.skills.values()
+        ] + [ToolDefinition(name=name, description=desc, parameters_json_schema=model.model_json_schema())
+             for name, (desc, model) in META.items()]
+        self._skills = {tool_name(s.name): s for s in registry.skills.values()}
+
+    def messages(self, text: str, hint: str = "") -> list[ModelMessage]:
+        user = text if not hint else f"{text}\n\n(local classifier's best guess: {hint})"
+        return [ModelRequest(parts=[SystemPromptPart(content=PLANNER_PROMPT), UserPromptPart(content=user)])]
+
+    async def plan(self, model: Model, text: str, hint: str = "") -> tuple[Plan, Entities]:
+        response = await model_request(
+            model, self.messages(text, hint),
+            model_request_parameters=ModelRequestParameters(function_tools=self.tools, allow_text_output=False))
+        return self.parse(response)
+
+    def parse(self, response: ModelResponse) -> tuple[Plan, Entities]:
+        """The model's tool calls as a validated plan and the entities its arguments named."""
+        calls = [p for p in response.parts if isinstance(p, ToolCallPart)]
+        if not calls:
+            raise PlanError("the planner answered without a tool call")
+        found: dict[str, list[str]] = {}
+        first = calls[0]
+        if first.tool_name == "ask_customer":
+            ask = AskCustomer.model_validate(first.args_as_dict())
+            return self._plan("clarify", (), "other", f"the model asks: {ask.question}"), Entities()
+        if first.tool_name == "escalate_to_human":
+            why = EscalateToHuman.model_validate(first.args_as_dict())
+            return self._plan("escalate", (), "human", f"the model escalates: {why.reason}"), Entities()
+        if first.tool_name == "plan_execution":
+            execution = PlanExecution.model_validate(first.args_as_dict())
+            steps = tuple(self._step(s.step_id, s.skill, tuple(s.depends_on), s.arguments, found)
+                          for s in execution.steps)
+            mode = "sequential" if any(s.depends_on for s in steps) else ("single" if len(steps) == 1 else "parallel")
+        else:
+            steps = tuple(self._step(f"s{i}", c.tool_name, (), _args(c), found) for i, c in enumerate(calls, 1))
+            mode = "single" if len(steps) == 1 else "parallel"
+        plan = validate(self._plan(mode, steps, steps[0].agent, "planned by the model"), self.registry)  # type: ignore[arg-type]
+        return plan, Entities.model_validate({_ENTITY_FIELDS[k]: tuple(v) for k, v in found.items()})
+
+    def _step(self, step_id: str, name: str, depends_on: tuple[str, ...], args: dict[str, Any],
+              found: dict[str, list[str]]) -> PlanStep:
+        skill = self._skills.get(name) or self._skills.get(tool_name(name))
+        if skill is None:
+            raise PlanError(f"the planner called an unknown skill {name!r}", skill=name)
+        unknown = set(args) - set(skill.params.model_fields)
+        if unknown:
+            raise PlanError(f"{name} has no parameters {sorted(unknown)}")
+        for key, value in args.items():
+            if key in _ENTITY_FIELDS and value:
+                found.setdefault(key, []).append(str(value).strip().upper() if key.endswith("_id") else str(value))
+        return PlanStep(step_id=step_id, agent=skill.agent, skill=skill.name, depends_on=depends_on)
+
+    @staticmethod
+    def _plan(mode: str, steps: tuple[PlanStep, ...], department: str, reason: str) -> Plan:
+        return Plan(mode=mode, department=department, intent="llm_plan", confidence=1.0,  # type: ignore[arg-type]
+                    stage="llm", steps=steps, reason=reason)
+
+
+def _args(call: ToolCallPart) -> dict[str, Any]:
+    args = call.args_as_dict()
+    if not isinstance(args, dict):
+        raise PlanError(f"arguments of {call.tool_name} are not an object")
+    return args

@@ -1,0 +1,174 @@
+"""Every model call the desk makes: one litellm Router, in process, walked under a turn budget.
+
+``ModelRouter.call(role, request, parse, budget)`` tries the role's model group and then its
+quality fallbacks (``router_settings.fallbacks``) one attempt at a time, so the turn's budget of
+model calls counts what a provider really receives:
+
+* quality fallback: an error, a rate limit, or output that ``parse`` rejects moves to the next
+  group; latency fallback: a deployment past its ``timeout`` raises ``litellm.Timeout`` and moves
+  on; cost fallback: a group whose estimated cost would pass the turn's or the conversation's cap
+  is replaced by its ``deskline.cost_fallbacks`` group, or skipped.
+* Every attempt, good or bad, is an ``Attempt`` the desk appends as a ``ModelCalled`` event, with
+  the deployment that served it, tokens, cost (from the config's prices) and the raw output, so
+  replay needs no model.
+* When the chain or the budget runs out the caller gets ``None`` and falls back to the embedded
+  default (local classifier, template writer).
+
+litellm is imported only here, only when a models file is configured, and only after setting
+``LITELLM_LOCAL_MODEL_COST_MAP`` and ``HF_HUB_OFFLINE`` so the import never reaches the network.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Generic, Protocol, TypeVar
+
+from deskline.errors import BudgetExceeded
+from deskline.routing.llm_config import ModelsFile, Role
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class Attempt:
+    role: Role
+    group: str
+    deployment: str = ""
+    ok: bool = False
+    error: str = ""
+    latency_ms: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal = Decimal(0)
+    output: str = ""
+    request_summary: str = ""
+    fallbacks: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class TurnBudget:
+    """Model calls and spend allowed this turn; a call past it raises ``BudgetExceeded``."""
+
+    max_calls: int = 2
+    max_cost_usd: Decimal = Decimal("0.05")
+    conversation_spent_usd: Decimal = Decimal(0)
+    conversation_cap_usd: Decimal = Decimal("1.00")
+    calls: int = 0
+    spent_usd: Decimal = Decimal(0)
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.max_calls - self.calls)
+
+    def affordable(self, estimate: Decimal) -> bool:
+        return (self.spent_usd + estimate <= self.max_cost_usd
+                and self.conversation_spent_usd + self.spent_usd + estimate <= self.conversation_cap_usd)
+
+    def charge(self, attempt: Attempt) -> None:
+        if self.calls >= self.max_calls:
+            raise BudgetExceeded(f"this turn already made {self.calls} model calls (limit {self.max_calls})",
+                                 calls=self.calls, limit=self.max_calls)
+        self.calls += 1
+        self.spent_usd += attempt.cost_usd
+        self.attempts.append(attempt)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome(Generic[T]):
+    value: T | None
+    attempts: tuple[Attempt, ...]
+
+
+def _import_litellm() -> Any:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    litellm.telemetry = False
+    for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    return litellm
+
+
+class ModelGateway(Protocol):
+    """What the desk needs from a model layer: the live router, or replay's recorded outputs."""
+
+    def has(self, role: Role) -> bool: ...
+
+    async def call(self, role: Role, run: Callable[[Any], Awaitable[T]], budget: TurnBudget,
+                   reserve: int = 0, size_hint: Sequence[dict[str, Any]] = ()) -> Outcome[T]: ...
+
+
+class ModelRouter:
+    """The litellm Router for one models file, and the budgeted fallback walk over it."""
+
+    def __init__(self, config: ModelsFile) -> None:
+        self.config = config
+        self.litellm = _import_litellm()
+        settings = {k: v for k, v in config.router_settings.items() if k != "fallbacks"}
+        settings.setdefault("num_retries", 0)  # the chain below owns retries: one attempt each
+        if any(str(d.get("litellm_params", {}).get("model", "")).startswith("local/") for d in config.model_list):
+            self.litellm.utils.custom_llm_setup()
+        self.router = self.litellm.Router(model_list=config.model_list, **settings)
+
+    def has(self, role: Role) -> bool:
+        return self.config.group_for(role) is not None
+
+    def chain(self, role: Role) -> list[str]:
+        group = self.config.group_for(role)
+        return self.config.chain(group) if group else []
+
+    def estimate(self, group: str, messages: Sequence[dict[str, Any]], max_tokens: int) -> Decimal:
+        price_in, price_out = self.config.price(group)
+        words = sum(len(str(m.get("content") or "").split()) for m in messages)
+        return price_in * int(words * 1.4 + 20) + price_out * max_tokens
+
+    async def call(self, role: Role, run: Callable[[Any], Awaitable[T]], budget: TurnBudget,
+                   reserve: int = 0, size_hint: Sequence[dict[str, Any]] = ()) -> Outcome[T]:
+        """Walk the role's chain until ``run(model)`` returns, the chain ends or the budget does.
+
+        ``run`` receives a pydantic-ai model bound to one model group and makes one request with
+        it; anything it raises (an HTTP error, a timeout, output it could not validate) moves to the
+        next group. ``reserve`` calls are left for later roles of the turn (the writer).
+        """
+        from deskline.routing.adapter import RouterModel, call_errors
+
+        attempts: list[Attempt] = []
+        tried: list[str] = []
+        max_tokens = self.config.deskline.max_tokens.get(role, 400)
+        for group in self.chain(role):
+            if budget.remaining <= reserve:
+                break
+            target = group
+            if not budget.affordable(self.estimate(target, size_hint, max_tokens)):
+                cheaper = self.config.deskline.cost_fallbacks.get(group)
+                if cheaper is None or not budget.affordable(self.estimate(cheaper, size_hint, max_tokens)):
+                    tried.append(f"{group} (over budget)")
+                    continue
+                tried.append(f"{group} (cost fallback to {cheaper})")
+                target = cheaper
+            model = RouterModel(self, role, target, budget, tuple(tried))
+            try:
+                value = await run(model)
+            except call_errors() as exc:
+                model.fail(exc)
+                attempts.extend(model.attempts)
+                tried.append(target)
+                continue
+            attempts.extend(model.attempts)
+            return Outcome(value, tuple(attempts))
+        return Outcome(None, tuple(attempts))
+
+    async def complete(self, role: Role, group: str, request: dict[str, Any]) -> Any:
+        """One attempt at one group: the litellm response, or the litellm error raised."""
+        return await self.router.acompletion(
+            model=group, disable_fallbacks=True,
+            temperature=self.config.deskline.temperature.get(role, 0.0),
+            max_tokens=self.config.deskline.max_tokens.get(role, 400),
+            metadata={"deskline_role": role}, **request)

@@ -1,0 +1,226 @@
+"""The model layer against a real HTTP server: litellm's Router, pydantic-ai, budgets, fallbacks.
+
+Every test points a models file at the project's fake OpenAI-compatible server on a loopback
+port; the server, not the desk, counts the requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from deskline.config import Settings
+from deskline.errors import ConfigError
+from deskline.eventlog.events import ModelCalled, PlanMade
+from deskline.hierarchy.replay import replay
+from deskline.routing.llm_config import load_models
+from deskline.runtime import memory_desk
+from deskline.testing import FakeOpenAI, ModelBehaviour, Reply
+
+GIBBERISH = "zorp the flibber quux"  # the classifier abstains, so the LLM planner is asked
+
+
+def deployment(group: str, model: str, server: FakeOpenAI, **extra: Any) -> dict[str, Any]:
+    params = {"model": f"openai/{model}", "api_base": server.base_url, "api_key": "x", "timeout": 5,
+              "input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6, **extra}
+    return {"model_name": group, "litellm_params": params}
+
+
+def models_file(tmp_path: Path, server: FakeOpenAI, *, planner: str = "good-model", writer: str | None = "writer-model",
+                fallbacks: bool = True, **deskline: Any) -> Path:
+    model_list = [deployment("planner", planner, server), deployment("planner-backup", "good-model", server)]
+    if writer:
+        model_list.append(deployment("writer", writer, server))
+    doc: dict[str, Any] = {"model_list": model_list,
+                           "router_settings": {"fallbacks": [{"planner": ["planner-backup"]}] if fallbacks else []}}
+    if deskline:
+        doc["deskline"] = deskline
+    path = tmp_path / "models.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def desk_for(path: Path, **settings: Any):  # type: ignore[no-untyped-def]
+    """A desk whose classifier abstains on all but certain routes, so the planner is asked."""
+    settings.setdefault("abstain_threshold", 0.99999)
+    return memory_desk(Settings(models_path=path, **settings))
+
+
+def model_events(desk, cid: str) -> list[ModelCalled]:  # type: ignore[no-untyped-def]
+    return [r.event for r in desk.store.load(cid) if isinstance(r.event, ModelCalled)]
+
+
+@pytest.fixture
+def server():  # type: ignore[no-untyped-def]
+    with FakeOpenAI(models={"bad-model": ModelBehaviour(always="500"),
+                            "limited-model": ModelBehaviour(always="429"),
+                            "slow-model": ModelBehaviour(always="slow"),
+                            "broken-model": ModelBehaviour(always="malformed_tool_call")},
+                    slow_seconds=3.0) as s:
+        yield s
+
+
+def test_no_models_file_means_no_litellm_import() -> None:
+    """With no models file the desk answers without importing litellm or pydantic-ai."""
+    import subprocess
+    import sys
+
+    code = ("import asyncio, sys; from deskline.runtime import memory_desk; d = memory_desk(); "
+            "asyncio.run(d.handle(None, 'is the service down?')); "
+            "print('litellm' in sys.modules, 'pydantic_ai' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["False", "False"], out.stderr
+
+
+def test_bad_models_file_is_a_config_error(tmp_path: Path) -> None:
+    """A models file that is not YAML or lacks model_list is refused with a clear message."""
+    bad = tmp_path / "m.yaml"
+    bad.write_text("model_list: [")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_models(bad)
+    bad.write_text("router_settings: {}")
+    with pytest.raises(ConfigError, match="model_list"):
+        load_models(bad)
+
+
+def test_planner_plans_when_the_classifier_abstains(tmp_path: Path, server: FakeOpenAI) -> None:
+    """One planner call with the skills as tools; the plan is validated and recorded with its cost."""
+    server.script(Reply.tool_call("billing__lookup_invoice", {"invoice_id": "INV-1001"}), Reply.text("Invoice INV-1001 is for $49.00."))
+    desk = desk_for(models_file(tmp_path, server))
+    r = asyncio.run(desk.handle("c1", GIBBERISH))
+    assert (r.department, r.mode, r.stage) == ("billing", "single", "llm")
+    assert r.llm_calls == 2 == server.count()
+    calls = model_events(desk, "c1")
+    assert [c.role for c in calls] == ["planner", "writer"]
+    planner = calls[0]
+    assert planner.ok and planner.deployment.endswith("good-model") and planner.input_tokens > 0
+    expected = Decimal(str(planner.input_tokens * 1e-6 + planner.output_tokens * 2e-6))
+    assert abs(planner.cost_usd - expected) < Decimal("1e-9")
+    assert r.cost_usd == sum(c.cost_usd for c in calls)
+    assert r.reply == "Invoice INV-1001 is for $49.00."
+
+
+@pytest.mark.parametrize("failing", ["bad-model", "limited-model", "broken-model"])
+def test_quality_fallback_moves_to_the_next_group(tmp_path: Path, server: FakeOpenAI, failing: str) -> None:
+    """An error, a rate limit or a malformed tool call from the planner group moves to its fallback."""
+    server.script(Reply.tool_call("tech__check_service_status", {}))
+    desk = desk_for(models_file(tmp_path, server, planner=failing, writer=None))
+    r = asyncio.run(desk.handle("c1", GIBBERISH))
+    calls = model_events(desk, "c1")
+    assert [(c.model_group, c.ok) for c in calls] == [("planner", False), ("planner-backup", True)]
+    assert calls[1].fallbacks == ("planner",)
+    assert (r.department, r.stage) == ("tech", "llm")
+    assert server.count(failing) == 1 and server.count("good-model") == 1
+
+
+def test_latency_fallback_on_a_deployment_timeout(tmp_path: Path, server: FakeOpenAI) -> None:
+    """A deployment slower than its timeout falls back to the next group in about that time."""
+    path = models_file(tmp_path, server, planner="slow-model", writer=None)
+    doc = yaml.safe_load(path.read_text())
+    doc["model_list"][0]["litellm_params"]["timeout"] = 0.5
+    path.write_text(yaml.safe_dump(doc))
+    server.script(Reply.tool_call("tech__check_service_status", {}))
+    desk = desk_for(path)
+    r = asyncio.run(desk.handle("c1", GIBBERISH))
+    calls = model_events(desk, "c1")
+    assert not calls[0].ok and "Timeout" in calls[0].error and calls[0].latency_ms < 2500
+    assert calls[1].ok and r.stage == "llm"
+
+
+def test_invalid_plan_is_rejected_and_the_cascade_moves_on(tmp_path: Path, server: FakeOpenAI) -> None:
+    """A plan naming an unknown skill is rejected; with no group left the desk asks the customer."""
+    server.script(Reply.tool_call("billing__launch_rockets", {}), Reply.tool_call("nope__nope", {}))
+    desk = desk_for(models_file(tmp_path, server, writer=None), max_llm_calls=4)
+    r = asyncio.run(desk.handle("c1", GIBBERISH))
+    assert r.mode == "clarify"
+    plan = next(x.event for x in desk.store.load("c1") if isinstance(x.event, PlanMade))
+    assert "no usable plan" in plan.plan.verdicts[-1].reason  # type: ignore[union-attr]
+    assert [c.ok for c in model_events(desk, "c1")] == [False, False]
+
+
+def test_turn_budget_caps_what_the_server_sees(tmp_path: Path, server: FakeOpenAI) -> None:
+    """With the default budget of 2 and a writer configured, a failing planner gets one try only."""
+    desk = desk_for(models_file(tmp_path, server, planner="bad-model"))
+    r = asyncio.run(desk.handle("c1", GIBBERISH))
+    assert server.count() <= 2 and r.llm_calls == server.count()
+    assert r.mode == "clarify"  # the planner failed; the embedded default asks
+    assert server.count("good-model") == 0  # no budget left for the planner's fallback
+
+
+def test_cost_fallback_picks_the_cheaper_group(tmp_path: Path, server: FakeOpenAI) -> None:
+    """A group whose estimated cost passes the turn's cap is replaced by its cheaper group."""
+    path = models_file(tmp_path, server, writer=None, cost_fallbacks={"planner": "planner-cheap"})
+    doc = yaml.safe_load(path.read_text())
+    doc["model_list"][0]["litellm_params"].update(input_cost_per_token=1.0, output_cost_per_token=1.0)
+    doc["model_list"].append(deployment("planner-cheap", "cheap-model", server,
+                                        input_cost_per_token=1e-9, output_cost_per_token=1e-9))
+    path.write_text(yaml.safe_dump(doc))
+    server.script(Reply.tool_call("tech__check_service_status", {}))
+    desk = desk_for(path)
+    asyncio.run(desk.handle("c1", GIBBERISH))
+    calls = model_events(desk, "c1")
+    assert [c.model_group for c in calls] == ["planner-cheap"]
+    assert "cost fallback" in calls[0].fallbacks[0]
+    assert server.count("good-model") == 0 and server.count("cheap-model") == 1
+
+
+def test_same_text_is_planned_once(tmp_path: Path, server: FakeOpenAI) -> None:
+    """An identical query at temperature 0 is served from the plan cache: no second planner call."""
+    server.script(Reply.tool_call("tech__check_service_status", {}), Reply.tool_call("tech__check_service_status", {}))
+    desk = desk_for(models_file(tmp_path, server, writer=None))
+    first = asyncio.run(desk.handle("a", GIBBERISH))
+    second = asyncio.run(desk.handle("b", GIBBERISH + "  "))
+    assert (first.stage, second.stage) == ("llm", "cache")
+    assert server.count() == 1
+
+
+def test_structured_only_skips_the_writer(tmp_path: Path, server: FakeOpenAI) -> None:
+    """A caller that wants results only gets the template reply and one model call."""
+    server.script(Reply.tool_call("tech__check_service_status", {}))
+    desk = desk_for(models_file(tmp_path, server))
+    r = asyncio.run(desk.handle("c1", GIBBERISH, structured_only=True))
+    assert r.llm_calls == 1 == server.count()
+
+
+def test_ungrounded_model_reply_falls_back_to_the_template(tmp_path: Path, server: FakeOpenAI) -> None:
+    """A writer that invents an amount is refused; the template reply is sent instead."""
+    server.script(Reply.text("Good news: we refunded you $5,000.00!"))
+    desk = desk_for(models_file(tmp_path, server), abstain_threshold=None)
+    r = asyncio.run(desk.handle("c1", "I was charged twice for invoice INV-1001"))
+    assert "$5,000.00" not in (r.reply or "") and "INV-1001" in (r.reply or "")
+    writer = model_events(desk, "c1")[-1]
+    assert writer.role == "writer" and not writer.ok and "invalid output" in writer.error
+
+
+def test_replay_uses_recorded_outputs_and_calls_no_model(tmp_path: Path, server: FakeOpenAI) -> None:
+    """Replaying a conversation with model calls reproduces it with zero server requests."""
+    server.script(Reply.tool_call("billing__lookup_invoice", {"invoice_id": "INV-1001"}), Reply.text("Invoice INV-1001: $49.00."))
+    desk = desk_for(models_file(tmp_path, server, planner="bad-model"), max_llm_calls=3)
+    asyncio.run(desk.handle("c1", GIBBERISH))
+    seen = server.count()
+    turns = asyncio.run(replay(desk, "c1"))
+    assert [t.differences for t in turns] == [()]
+    assert server.count() == seen
+
+
+def test_ask_json_reports_cost_and_latency(tmp_path: Path, server: FakeOpenAI) -> None:
+    """`deskline ask --models FILE --json` reports calls, cost and latency for the turn."""
+    import os
+    import subprocess
+    import sys
+
+    server.script(Reply.tool_call("tech__check_service_status", {}), Reply.text("No incidents right now."))
+    path = models_file(tmp_path, server)
+    env = {**os.environ, "DESKLINE_DATABASE_URL": f"sqlite:///{tmp_path}/d.db", "DESKLINE_ABSTAIN_THRESHOLD": "0.99999"}
+    done = subprocess.run([sys.executable, "-m", "deskline.cli", "ask", "what's up with the thing", "--models",
+                           str(path), "--json"], env=env, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    out = json.loads(done.stdout)
+    assert out["llm_calls"] == server.count() <= 2
+    assert out["cost_usd"] > 0 and out["latency_ms"] > 0
