@@ -11,6 +11,7 @@ from deskline.config import Settings
 from deskline.hierarchy.desk import SupportDesk
 
 if TYPE_CHECKING:
+    from deskline.routing.cache import RouteCache
     from deskline.routing.models import ModelGateway
 
 
@@ -35,7 +36,7 @@ def open_desk(settings: Settings) -> SupportDesk:
     engine = make_engine(settings.database_url)
     store = SqlEventStore(engine)
     classifier = load_classifier(threshold=settings.abstain_threshold)
-    models, namespace = model_layer(settings, classifier.threshold)
+    models, cache = model_layer(settings, classifier.threshold)
     return SupportDesk(
         store=store,
         backend=SqlBackend(engine),
@@ -43,20 +44,25 @@ def open_desk(settings: Settings) -> SupportDesk:
         classifier=classifier,
         settings=settings,
         models=models,
-        cache_namespace=namespace,
+        cache=cache,
     )
 
 
-def model_layer(settings: Settings, threshold: float) -> tuple[ModelGateway | None, str]:
-    """The model router for the settings' models file (None without one), and the plan-cache
-    namespace: the configuration's fingerprint, so a changed config never reuses old plans."""
+def model_layer(settings: Settings, threshold: float) -> tuple[ModelGateway | None, RouteCache]:
+    """The model router for the settings' models file (None without one), and the plan cache,
+    namespaced by the configuration's fingerprint so a changed config never reuses old plans."""
+    from deskline.routing.cache import RedisPlans, RouteCache
+
     if settings.models_path is None:
-        return None, f"local:{threshold}:"
+        return None, RouteCache(namespace=f"local:{threshold}:")
     from deskline.routing.llm_config import load_models
     from deskline.routing.models import ModelRouter
 
     config = load_models(settings.models_path)
-    return ModelRouter(config), f"{config.fingerprint()}:{threshold}:"
+    extra = config.deskline
+    shared = RedisPlans(extra.redis_url) if extra.redis_url else None
+    cache = RouteCache(namespace=f"{config.fingerprint()}:{threshold}:", ttl_s=extra.plan_cache_ttl_s, shared=shared)
+    return ModelRouter(config), cache
 
 
 def memory_desk(settings: Settings | None = None) -> SupportDesk:
@@ -69,7 +75,7 @@ def memory_desk(settings: Settings | None = None) -> SupportDesk:
     settings = settings or Settings()
     _configure_logs(settings)
     classifier = load_classifier(threshold=settings.abstain_threshold)
-    models, namespace = model_layer(settings, classifier.threshold)
+    models, cache = model_layer(settings, classifier.threshold)
     return SupportDesk(
         store=MemoryEventStore(),
         backend=MemoryBackend(),
@@ -77,5 +83,5 @@ def memory_desk(settings: Settings | None = None) -> SupportDesk:
         classifier=classifier,
         settings=settings,
         models=models,
-        cache_namespace=namespace,
+        cache=cache,
     )

@@ -224,3 +224,27 @@ def test_ask_json_reports_cost_and_latency(tmp_path: Path, server: FakeOpenAI) -
     out = json.loads(done.stdout)
     assert out["llm_calls"] == server.count() <= 2
     assert out["cost_usd"] > 0 and out["latency_ms"] > 0
+
+
+def test_plans_are_shared_through_redis_with_a_ttl(tmp_path: Path, server: FakeOpenAI) -> None:
+    """A second process (a second desk) reuses the first one's plan from Redis, under a TTL."""
+    import uuid
+
+    import redis
+
+    from tests.conftest import REDIS_URL, service_unavailable
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        service_unavailable("Redis at 127.0.0.1:6379", exc)
+    text = f"{GIBBERISH} {uuid.uuid4().hex[:6]}"
+    path = models_file(tmp_path, server, writer=None, redis_url=REDIS_URL, plan_cache_ttl_s=60)
+    server.script(Reply.tool_call("tech__check_service_status", {}))
+    first = asyncio.run(desk_for(path).handle("a", text))
+    second = asyncio.run(desk_for(path).handle("b", text))  # a fresh desk: empty local cache
+    assert (first.stage, second.stage) == ("llm", "cache") and server.count() == 1
+    keys = [k for k in client.scan_iter("deskline:plan:*") if text.encode() in k]
+    assert keys and 0 < client.ttl(keys[0]) <= 60
+    client.delete(*keys)

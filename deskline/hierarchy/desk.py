@@ -124,12 +124,12 @@ def clean_text(text: str | bytes, limit: int) -> str:
 class SupportDesk:
     def __init__(self, *, store: EventStore, backend: Backend, registry: Registry,
                  classifier: object, settings: Settings | None = None,
-                 models: ModelGateway | None = None, cache_namespace: str = "") -> None:
+                 models: ModelGateway | None = None, cache: RouteCache | None = None) -> None:
         self.settings = settings or Settings()
         self.models = models
         self.store = store
         self.registry = registry
-        self.tactician = Tactician(registry, classifier, RouteCache(namespace=cache_namespace),  # type: ignore[arg-type]
+        self.tactician = Tactician(registry, classifier, cache if cache is not None else RouteCache(),  # type: ignore[arg-type]
                                    models)
         self.operator = Operator(registry, backend, self.settings.step_timeout_s, self.settings.step_retries)
         self.writer = TemplateWriter(registry)

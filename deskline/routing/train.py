@@ -8,10 +8,11 @@ Why it is built this way:
   ``char_wb`` 2-5-grams, sublinear tf): one over the 5 departments and one over every
   (department, intent) pair. A multinomial logistic stacker turns the department scores and the
   best intent score of each department into calibrated department probabilities. It is fitted
-  on 2-fold out-of-fold scores, so its probabilities are honest about unseen text.
+  on scores of held-out rows (half of each intent, scored by SVMs fitted on the other half), so
+  its probabilities are honest about unseen text.
 * ``python -m deskline.routing.train`` rebuilds the shipped artifact deterministically: fixed
-  seeds, sorted vocabularies, a fixed data order and an uncompressed binary file. The three
-  linear-SVM fits (two folds and the full data) run in separate processes, each with its own
+  seeds, sorted vocabularies, a fixed data order and an uncompressed binary file. The two
+  linear-SVM fits (calibration half and full data) run in separate processes, each with its own
   liblinear random state, so the result does not depend on scheduling.
 * The exported intent matrix keeps only its largest weights (int16), which keeps the artifact
   small and the pure-Python scoring in :mod:`deskline.routing.classifier` fast; ``build``
@@ -171,33 +172,32 @@ def _fit_linear(matrix: Any, dept_labels: Any, intent_labels: Any) -> LinearFit:
     return LinearFit(dept.coef_, dept.intercept_, intent.coef_, intent.intercept_)
 
 
-def _two_folds(keys: Sequence[str]) -> list[int]:
-    """Fold (0/1) of every row: alternating within each intent, in text-digest order."""
+def _halves(keys: Sequence[str]) -> list[bool]:
+    """Which rows are held out of the calibration fit: every other row of each intent."""
     by_key: dict[str, list[int]] = defaultdict(list)
     for index, key in enumerate(keys):
         by_key[key].append(index)
-    fold = [0] * len(keys)
+    held = [False] * len(keys)
     for members in by_key.values():
-        members.sort(key=lambda i: (hashlib.sha256(f"{SEED}:{i}".encode()).hexdigest()))
-        for position, index in enumerate(members):
-            fold[index] = position % 2
-    return fold
+        members.sort(key=lambda i: hashlib.sha256(f"{SEED}:{i}".encode()).hexdigest())
+        for index in members[1::2]:
+            held[index] = True
+    return held
 
 
-def _fit_all(matrix: Any, depts: Any, intents: Any, fold: Any) -> list[LinearFit]:
-    """Fits on fold 0, fold 1 and everything, in worker processes (longest job first).
+def _fit_both(matrix: Any, depts: Any, intents: Any, held: Any) -> tuple[LinearFit, LinearFit]:
+    """The fit on all rows and the calibration fit on the other half, in parallel if possible.
 
-    Processes, not threads: liblinear releases the GIL but draws from one process-wide random
-    generator, so concurrent fits in threads would not be reproducible.
+    Worker processes, not threads: liblinear releases the GIL but draws from one process-wide
+    random generator, so concurrent fits in threads would not be reproducible.
     """
-    jobs = [fold >= 0, fold == 0, fold == 1]
-    workers = max(1, min(2, os.cpu_count() or 1))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = [
-            pool.submit(_fit_linear, matrix[rows], depts[rows], intents[rows]) for rows in jobs
-        ]
-        full, fold0, fold1 = (future.result() for future in futures)
-    return [fold0, fold1, full]
+    jobs = [(matrix, depts, intents), (matrix[~held], depts[~held], intents[~held])]
+    if (os.cpu_count() or 1) < 2:
+        full, half = (_fit_linear(*job) for job in jobs)
+        return full, half
+    with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(_fit_linear, *job) for job in jobs]
+        return futures[0].result(), futures[1].result()
 
 
 def _stack_inputs(dept_scores: Any, intent_scores: Any, intent_dept: Any) -> Any:
@@ -256,20 +256,14 @@ def build(data_dir: Path = DATA_DIR) -> dict[str, Any]:
 
     vectorizer = _vectorizer()
     matrix = vectorizer.fit_transform([row.text for row in rows]).tocsr()
-    fold = np.array(_two_folds([row.key for row in rows]))
-    fits = _fit_all(matrix, dept_y, intent_y, fold)
-
-    oof_dept = np.zeros((len(rows), len(departments)))
-    oof_intent = np.zeros((len(rows), len(intent_keys)))
-    for part, fit in enumerate(fits[:2]):
-        held = fold == 1 - part
-        oof_dept[held] = matrix[held] @ fit.dept_coef.T + fit.dept_bias
-        oof_intent[held] = matrix[held] @ fit.intent_coef.T + fit.intent_bias
+    held = np.array(_halves([row.key for row in rows]))
+    full, half = _fit_both(matrix, dept_y, intent_y, held)
+    held_dept = matrix[held] @ half.dept_coef.T + half.dept_bias
+    held_intent = matrix[held] @ half.intent_coef.T + half.intent_bias
     stacker = LogisticRegression(C=META_C, max_iter=5000)
-    stacker.fit(_stack_inputs(oof_dept, oof_intent, intent_dept), dept_y)
-    temperature = _fit_temperature(oof_intent, intent_y, dept_y, intent_dept)
+    stacker.fit(_stack_inputs(held_dept, held_intent, intent_dept), dept_y[held])
+    temperature = _fit_temperature(held_intent, intent_y[held], dept_y[held], intent_dept)
 
-    full = fits[2]
     word = vectorizer.transformer_list[0][1]
     char = vectorizer.transformer_list[1][1]
     word_vocab = sorted(word.vocabulary_, key=word.vocabulary_.__getitem__)
