@@ -23,6 +23,7 @@ class Settings:
     abstain_threshold: float | None = None  # None: the classifier's own calibrated default
     failed_turns_before_human: int = 3
     negative_turns_before_human: int = 2
+    verify_rounds: int = 1
     step_timeout_s: float = 10.0
     step_retries: int = 2
     models_path: Path | None = None

@@ -50,6 +50,7 @@ from deskline.handoffs.payload import AgentResult, Case, Department, Entities, M
 from deskline.handoffs.plan import Plan
 from deskline.hierarchy import strategy as strategy_rules
 from deskline.hierarchy.operation import Execution, Operator
+from deskline.hierarchy.strategy import Strategy
 from deskline.hierarchy.tactical import Tactician
 from deskline.hierarchy.writer import FALLBACK, Reply, TemplateWriter, escalation_text
 from deskline.routing.cache import RouteCache
@@ -261,11 +262,47 @@ class SupportDesk:
         run = await operator.execute(plan, case, strategy.constraints)
         events.extend(run.events)
         reply = self.writer.write(plan, run.results, text)
+        if not reply.grounded and models is not None and models.has("planner"):
+            plan, run, reply = await self._verify(models, tactician, operator, state, text, entities, strategy,
+                                                  budget, case, plan, run, reply, events)
+        seen_before_writer = len(budget.attempts)
         if (reply.grounded and not run.escalations and not run.needs_info and not structured_only
                 and models is not None and models.has("writer")):
             reply = await self._model_reply(models, text, run, reply, budget)
-        events.extend(_model_events(budget, "writer"))
+        events.extend(_model_events(budget, "writer", start=seen_before_writer))
         return [*events, *self._reply(text, plan, entities, run, reply, budget.calls)]
+
+    async def _verify(self, models: ModelGateway, tactician: Tactician, operator: Operator,
+                      state: ConversationState, text: str, entities: Entities, strategy: Strategy,
+                      budget: TurnBudget, case: Case, plan: Plan, run: Execution, reply: Reply,
+                      events: list[Event]) -> tuple[Plan, Execution, Reply]:
+        """Bounded rounds of 'what next?' for a reply that failed verification."""
+        from deskline.hierarchy.verifier import next_step
+
+        for _ in range(self.settings.verify_rounds):
+            problems = reply.problems
+            seen = len(budget.attempts)
+            try:
+                outcome = await models.call("verifier", lambda m: next_step(m, text, run.results, problems), budget)
+            except BudgetExceeded:
+                break
+            events.extend(_model_events(budget, "verifier", start=seen))
+            if outcome.value in (None, "escalate", "complete"):
+                break
+            if outcome.value == "re_plan":
+                seen = len(budget.attempts)
+                replanned, _found = await tactician.plan(state, text, entities, strategy, budget)
+                events.extend(_model_events(budget, "planner", start=seen))
+                if not replanned.steps:
+                    break
+                plan = replanned
+                events.append(PlanMade(plan=plan, entities=entities))
+            run = await operator.execute(plan, case, strategy.constraints)
+            events.extend(run.events)
+            reply = self.writer.write(plan, run.results, text)
+            if reply.grounded:
+                break
+        return plan, run, reply
 
     async def _model_reply(self, models: ModelGateway, text: str, run: Execution, draft: Reply,
                            budget: TurnBudget) -> Reply:
@@ -313,12 +350,12 @@ async def _backoff(attempt: int) -> None:
         await asyncio.sleep(random.uniform(0, min(0.05, 0.002 * attempt)))
 
 
-def _model_events(budget: TurnBudget, role: str) -> list[Event]:
+def _model_events(budget: TurnBudget, role: str, start: int = 0) -> list[Event]:
     return [ModelCalled(role=a.role, deployment=a.deployment or a.group, model_group=a.group, fallbacks=a.fallbacks,
                         request_summary=a.request_summary, output=a.output, input_tokens=a.input_tokens,
                         output_tokens=a.output_tokens, cost_usd=a.cost_usd, latency_ms=a.latency_ms, ok=a.ok,
                         error=a.error)
-            for a in budget.attempts if a.role == role]
+            for a in budget.attempts[start:] if a.role == role]
 
 
 def _result(state: ConversationState, turn: TurnView, *, appended: int, duplicate: bool = False) -> TurnResult:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from deskline.agents.backend.port import Backend
 from deskline.agents.registry import ApprovalRequired, Registry, Skill, SkillCall
-from deskline.errors import SkillError
+from deskline.errors import PlanError, SkillError
 from deskline.eventlog.events import (
     ActionCompleted,
     ActionRequested,
@@ -26,7 +26,7 @@ from deskline.eventlog.events import (
     Event,
     HandoffSent,
 )
-from deskline.handoffs.payload import AgentResult, Case, Constraints, Handoff
+from deskline.handoffs.payload import HANDOFF_VERSION, AgentResult, Case, Constraints, Handoff
 from deskline.handoffs.plan import Plan, PlanStep
 from deskline.hierarchy.plan import order
 
@@ -94,6 +94,10 @@ class Operator:
     async def _step(self, step: PlanStep, handoff: Handoff,
                     done: dict[str, AgentResult]) -> tuple[AgentResult, list[Event]]:
         skill = self.registry[step.skill]
+        if handoff.version != HANDOFF_VERSION or handoff.agent != skill.agent or handoff.skill != skill.name:
+            # The receiving end checks the contract too: a handoff built for another agent or
+            # another payload version never reaches a skill.
+            raise PlanError(f"handoff {handoff.step_id} (v{handoff.version}, {handoff.agent}) does not fit {skill.name}")
         skipped = self._unmet(step, handoff, done)
         if skipped is not None:
             return skipped, [AgentCompleted(result=skipped)]

@@ -20,6 +20,7 @@ from deskline.eventlog.events import (
     AgentCompleted,
     AgentFailed,
     Event,
+    HandoffSent,
     ModelCalled,
     PlanMade,
     Recorded,
@@ -63,16 +64,21 @@ class RecordedOperator(Operator):
 
     def __init__(self, base: Operator, recorded: list[Event]) -> None:
         super().__init__(base.registry, base.backend, base.timeout_s, base.retries)
-        self._by_step: dict[str, list[Event]] = {}
+        # One bucket per time the step was handed off: a re-executed plan runs each step again.
+        self._by_step: dict[str, list[list[Event]]] = {}
         for e in recorded:
-            if isinstance(e, AgentCompleted):
-                self._by_step.setdefault(e.result.step_id, []).append(e)
-            elif isinstance(e, ActionRequested | ActionCompleted | AgentFailed):
-                self._by_step.setdefault(e.step_id, []).append(e)
+            if isinstance(e, HandoffSent):
+                self._by_step.setdefault(e.handoff.step_id, []).append([])
+                continue
+            step_id = e.result.step_id if isinstance(e, AgentCompleted) else getattr(e, "step_id", None)
+            if isinstance(e, AgentCompleted | ActionRequested | ActionCompleted | AgentFailed) and step_id:
+                buckets = self._by_step.setdefault(step_id, [[]])
+                buckets[-1].append(e)
 
     async def _step(self, step: PlanStep, handoff: Handoff,
                     done: dict[str, AgentResult]) -> tuple[AgentResult, list[Event]]:
-        events = self._by_step.get(step.step_id)
+        buckets = self._by_step.get(step.step_id)
+        events = buckets.pop(0) if buckets else None
         result = next((e.result for e in events or () if isinstance(e, AgentCompleted)), None)
         if events is None or result is None:
             return await self._missing(step)

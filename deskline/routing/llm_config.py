@@ -25,8 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deskline.errors import ConfigError
 
-Role = Literal["planner", "writer", "specialist"]
-ROLE_TEMPERATURE: dict[Role, float] = {"planner": 0.0, "writer": 0.7, "specialist": 0.0}
+Role = Literal["planner", "writer", "specialist", "verifier"]
+ROLE_TEMPERATURE: dict[Role, float] = {"planner": 0.0, "writer": 0.7, "specialist": 0.0, "verifier": 0.0}
 
 
 class DesklineModels(BaseModel):
@@ -54,7 +54,8 @@ class ModelsFile(BaseModel):
         return list(dict.fromkeys(str(d["model_name"]) for d in self.model_list))
 
     def group_for(self, role: Role) -> str | None:
-        group = self.deskline.roles.get(role)
+        """The model group serving ``role``; the verifier uses the planner's unless mapped."""
+        group = self.deskline.roles.get(role) or (self.deskline.roles.get("planner") if role == "verifier" else None)
         return group if group in self.groups else None
 
     def chain(self, group: str) -> list[str]:
