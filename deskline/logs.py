@@ -61,3 +61,10 @@ def configure(fmt: str = "console", level: str = "warning") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+
+
+def ensure_configured(fmt: str = "console", level: str = "warning") -> None:
+    """Configure structlog unless the application already did (structlog's own default prints
+    every level to stdout, which a library must not do to its host)."""
+    if not structlog.is_configured():
+        configure(fmt, level)

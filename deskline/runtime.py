@@ -15,15 +15,6 @@ if TYPE_CHECKING:
     from deskline.routing.models import ModelGateway
 
 
-def _configure_logs(settings: Settings) -> None:
-    import structlog
-
-    if not structlog.is_configured():
-        from deskline.logs import configure
-
-        configure(settings.log_format, settings.log_level)
-
-
 def open_desk(settings: Settings) -> SupportDesk:
     """The desk on the configured database, with the demo system of record seeded in it."""
     from deskline.agents import default_registry
@@ -32,7 +23,6 @@ def open_desk(settings: Settings) -> SupportDesk:
     from deskline.eventlog.store import SqlEventStore
     from deskline.routing.classifier import load_classifier
 
-    _configure_logs(settings)
     engine = make_engine(settings.database_url)
     store = SqlEventStore(engine)
     classifier = load_classifier(threshold=settings.abstain_threshold)
@@ -73,7 +63,6 @@ def memory_desk(settings: Settings | None = None) -> SupportDesk:
     from deskline.routing.classifier import load_classifier
 
     settings = settings or Settings()
-    _configure_logs(settings)
     classifier = load_classifier(threshold=settings.abstain_threshold)
     models, cache = model_layer(settings, classifier.threshold)
     return SupportDesk(

@@ -45,6 +45,7 @@ from deskline.eventlog.events import (
 from deskline.eventlog.projections import ConversationState, TurnView, fold
 from deskline.eventlog.store import EventStore
 from deskline.handoffs import escalation
+from deskline.logs import ensure_configured
 from deskline.handoffs.entities import extract
 from deskline.handoffs.payload import AgentResult, Case, Department, Entities, Mode
 from deskline.handoffs.plan import Plan
@@ -127,6 +128,7 @@ class SupportDesk:
                  classifier: object, settings: Settings | None = None,
                  models: ModelGateway | None = None, cache: RouteCache | None = None) -> None:
         self.settings = settings or Settings()
+        ensure_configured(self.settings.log_format, self.settings.log_level)
         self.models = models
         self.store = store
         self.registry = registry

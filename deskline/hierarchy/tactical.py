@@ -89,7 +89,7 @@ class Tactician:
             return cached.model_copy(update={"stage": "cache", "verdicts": (hit,)}), Entities()
         verdicts.append(StageVerdict(stage="cache", reason="no cached plan for this text"))
         p = self.classifier.predict(text)
-        if p.abstain or p.department == "other":
+        if not p.abstain and p.department == "other":
             hinted = self._entity_hint(entities, text, p, verdicts)
             if hinted is not None:
                 return hinted, Entities()
@@ -108,6 +108,9 @@ class Tactician:
         if planned is not None:
             self.cache.put(key, planned[0])
             return planned
+        hinted = self._entity_hint(entities, text, p, verdicts, classified=True)
+        if hinted is not None:
+            return hinted, Entities()
         return Plan(mode="clarify", department="other", intent=p.intent, confidence=p.confidence,
                     stage="fallback", verdicts=tuple(verdicts), reason="nothing confident: ask"), Entities()
 
@@ -150,16 +153,17 @@ class Tactician:
         return validate(Plan(mode="single", steps=(step,), reason=f"{intent} -> {skill.name}", **common), self.registry)  # type: ignore[arg-type]
 
     def _entity_hint(self, entities: Entities, text: str, p: Prediction,
-                     verdicts: list[StageVerdict]) -> Plan | None:
+                     verdicts: list[StageVerdict], classified: bool = False) -> Plan | None:
         """A message that names an invoice or a payment belongs with the agent that owns it."""
         for entity, skill_name in ENTITY_SKILLS:
             value = entities.first(entity)  # type: ignore[arg-type]
             if value is None or value not in text.upper() or skill_name not in self.registry:
                 continue
             skill = self.registry[skill_name]
-            verdicts.append(StageVerdict(
-                stage="classifier", department=p.department, intent=p.intent, confidence=p.confidence,
-                alternatives=p.alternatives, reason=f"{p.department} at {p.confidence:.2f}: not a desk route"))
+            if not classified:
+                verdicts.append(StageVerdict(
+                    stage="classifier", department=p.department, intent=p.intent, confidence=p.confidence,
+                    alternatives=p.alternatives, reason=f"{p.department} at {p.confidence:.2f}: not a desk route"))
             verdicts.append(StageVerdict(stage="rules", department=skill.agent, intent=entity, confidence=1.0,
                                          accepted=True, reason=f"the message names {value}"))
             step = PlanStep(step_id="s1", agent=skill.agent, skill=skill.name)
