@@ -7,14 +7,14 @@ what makes replay and recovery possible.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from deskline.eventlog.events import (
     ActionCompleted,
     ActionDecided,
     AgentCompleted,
-    AgentFailed,
     ConversationOpened,
     CustomerMessaged,
     EscalationClaimed,
@@ -97,86 +97,97 @@ class ConversationState:
         return last if last is not None and not last.complete else None
 
 
-@dataclass(slots=True)
 class _Builder:
-    state: ConversationState
-    turns: list[TurnView] = field(default_factory=list)
-    history: list[HistoryItem] = field(default_factory=list)
-    actions: list[str] = field(default_factory=list)
-    plan: PlanMade | None = None
-    missing: list[str] = field(default_factory=list)
+    """Mutable scratch space for one fold; the frozen state is built once at the end."""
+
+    __slots__ = ("actions", "claimed_by", "customer_id", "entities", "escalated", "failed_streak", "history",
+                 "last_seq", "missing", "negative_streak", "owner", "pending", "pending_action", "plan",
+                 "spent_usd", "turns")
+
+    def __init__(self) -> None:
+        self.turns: list[dict[str, Any]] = []
+        self.history: list[HistoryItem] = []
+        self.actions: list[str] = []
+        self.plan: PlanMade | None = None
+        self.missing: list[str] = []
+        self.customer_id = "C-1001"
+        self.last_seq = 0
+        self.owner = "bot"
+        self.claimed_by: str | None = None
+        self.escalated = False
+        self.failed_streak = 0
+        self.negative_streak = 0
+        self.pending: PendingPlan | None = None
+        self.entities = Entities()
+        self.pending_action: dict[str, str] | None = None
+        self.spent_usd = Decimal(0)
 
 
 def fold(conversation_id: str, records: Iterable[Recorded]) -> ConversationState:
     """The conversation as its events tell it."""
-    b = _Builder(ConversationState(conversation_id=conversation_id))
+    b = _Builder()
     for r in records:
         _apply(b, r)
-    return replace(
-        b.state,
-        turns=tuple(b.turns),
-        history=tuple(b.history[-HISTORY_WINDOW:]),
-        actions_taken=tuple(b.actions),
+    return ConversationState(
+        conversation_id=conversation_id, customer_id=b.customer_id, last_seq=b.last_seq, owner=b.owner,
+        claimed_by=b.claimed_by, escalated=b.escalated, turns=tuple(TurnView(**t) for t in b.turns),
+        history=tuple(b.history[-HISTORY_WINDOW:]), failed_streak=b.failed_streak,
+        negative_streak=b.negative_streak, pending=b.pending, actions_taken=tuple(b.actions),
+        entities=b.entities, pending_action=b.pending_action, spent_usd=b.spent_usd,
     )
 
 
-def _update_turn(b: _Builder, r: Recorded, **changes: object) -> None:
-    if b.turns and b.turns[-1].turn == r.turn:
-        b.turns[-1] = replace(b.turns[-1], last_seq=r.seq, **changes)  # type: ignore[arg-type]
-
-
-def _apply(b: _Builder, r: Recorded) -> None:  # noqa: C901 - one branch per event type
+def _apply(b: _Builder, r: Recorded) -> None:
     e = r.event
-    s = b.state
-    s = replace(s, last_seq=r.seq)
+    b.last_seq = r.seq
+    turn = b.turns[-1] if b.turns and b.turns[-1]["turn"] == r.turn else None
+    if turn is not None:
+        turn["last_seq"] = r.seq
     if isinstance(e, ConversationOpened):
-        s = replace(s, customer_id=e.customer_id)
+        b.customer_id = e.customer_id
     elif isinstance(e, CustomerMessaged):
-        b.turns.append(
-            TurnView(turn=r.turn, message_seq=r.seq, text=e.text, client_message_id=e.client_message_id,
-                     first_seq=r.seq, last_seq=r.seq)
-        )
+        b.turns.append({"turn": r.turn, "message_seq": r.seq, "text": e.text,
+                        "client_message_id": e.client_message_id, "first_seq": r.seq, "last_seq": r.seq})
         b.history.append(HistoryItem(role="customer", text=e.text))
     elif isinstance(e, StrategyDecided):
-        negative = s.negative_streak + 1 if e.sentiment < 0 else 0
-        s = replace(s, negative_streak=negative)
+        b.negative_streak = b.negative_streak + 1 if e.sentiment < 0 else 0
     elif isinstance(e, PlanMade):
         b.plan, b.missing = e, []
-        s = replace(s, entities=s.entities.merged(e.entities))
-        _update_turn(b, r, department=e.plan.department, mode=e.plan.mode, intent=e.plan.intent,
-                     confidence=e.plan.confidence, stage=e.plan.stage)
+        if not e.entities.is_empty():
+            b.entities = b.entities.merged(e.entities)
+        if turn is not None:
+            turn.update(department=e.plan.department, mode=e.plan.mode, intent=e.plan.intent,
+                        confidence=e.plan.confidence, stage=e.plan.stage)
     elif isinstance(e, AgentCompleted):
         if e.result.status == "needs_info":
             b.missing.extend(m for m in e.result.missing if m not in b.missing)
     elif isinstance(e, ModelCalled):
-        s = replace(s, spent_usd=s.spent_usd + e.cost_usd)
-        if b.turns and b.turns[-1].turn == r.turn:
-            _update_turn(b, r, llm_calls=b.turns[-1].llm_calls + 1, cost_usd=b.turns[-1].cost_usd + e.cost_usd)
+        b.spent_usd += e.cost_usd
+        if turn is not None:
+            turn["llm_calls"] = turn.get("llm_calls", 0) + 1
+            turn["cost_usd"] = turn.get("cost_usd", Decimal(0)) + e.cost_usd
     elif isinstance(e, ActionCompleted):
         b.actions.append(f"{e.action} ({e.idempotency_key})")
     elif isinstance(e, EscalationRequested):
-        s = replace(s, escalated=True, owner="human", pending=None, pending_action=e.pending_action)
+        b.escalated, b.owner, b.pending, b.pending_action = True, "human", None, e.pending_action
     elif isinstance(e, ActionDecided):
-        s = replace(s, pending_action=None)
+        b.pending_action = None
     elif isinstance(e, EscalationClaimed):
-        s = replace(s, claimed_by=e.agent_name, owner="human")
+        b.claimed_by, b.owner = e.agent_name, "human"
     elif isinstance(e, EscalationReleased):
-        s = replace(s, claimed_by=None, owner="bot", escalated=False, failed_streak=0, negative_streak=0)
+        b.claimed_by, b.owner, b.escalated = None, "bot", False
+        b.failed_streak = b.negative_streak = 0
     elif isinstance(e, HumanReplied):
         b.history.append(HistoryItem(role="human", text=e.text))
     elif isinstance(e, ReplySent):
-        streak = s.failed_streak + 1 if e.outcome in FAILED_OUTCOMES else 0
-        pending = None
+        b.failed_streak = b.failed_streak + 1 if e.outcome in FAILED_OUTCOMES else 0
+        b.pending = None
         if e.outcome == "needs_info" and b.plan is not None and b.missing:
-            pending = PendingPlan(b.plan.plan, b.plan.entities, tuple(b.missing), r.turn)
-        s = replace(s, failed_streak=streak, pending=pending)
-        _update_turn(b, r, reply=e.text, department=e.department, mode=e.mode,
-                     escalated=e.escalated, complete=True, latency_ms=e.latency_ms)
+            b.pending = PendingPlan(b.plan.plan, b.plan.entities, tuple(b.missing), r.turn)
+        if turn is not None:
+            turn.update(reply=e.text, department=e.department, mode=e.mode, escalated=e.escalated,
+                        complete=True, latency_ms=e.latency_ms)
         b.history.append(HistoryItem(role="bot", text=e.text))
     elif isinstance(e, TurnHeld):
-        _update_turn(b, r, complete=True)
-    else:  # events that do not change the conversation view
-        pass
-    if not isinstance(e, CustomerMessaged):
-        _update_turn(b, r)
-    b.state = s
+        if turn is not None:
+            turn["complete"] = True

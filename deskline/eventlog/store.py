@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from pydantic import ValidationError
-from sqlalchemy import Engine, Index, UniqueConstraint, delete, func, insert, select
+from sqlalchemy import Engine, Index, UniqueConstraint, bindparam, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Field, SQLModel
 
@@ -119,6 +119,19 @@ class SqlEventStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # Statements are built once: building SQLAlchemy expressions per call costs more than
+        # running them on SQLite.
+        self._load = (
+            select(EVENTS.c.seq, EVENTS.c.turn, EVENTS.c.data, EVENTS.c.created_at)
+            .where(EVENTS.c.conversation_id == bindparam("cid"), EVENTS.c.seq > bindparam("after"))
+            .order_by(EVENTS.c.seq)
+        )
+        self._head = select(EVENTS.c.seq).where(EVENTS.c.conversation_id == bindparam("cid"),
+                                                EVENTS.c.seq == bindparam("seq"))
+        self._insert = insert(EVENTS)
+        self._open = insert(OPEN_TURNS)
+        self._close = delete(OPEN_TURNS).where(OPEN_TURNS.c.conversation_id == bindparam("cid"),
+                                               OPEN_TURNS.c.turn == bindparam("t"))
         try:
             SQLModel.metadata.create_all(engine, tables=TABLES)
         except OperationalError as exc:
@@ -129,13 +142,8 @@ class SqlEventStore:
             ) from exc
 
     def load(self, conversation_id: str, after: int = 0) -> list[Recorded]:
-        query = (
-            select(EVENTS.c.seq, EVENTS.c.turn, EVENTS.c.data, EVENTS.c.created_at)
-            .where(EVENTS.c.conversation_id == conversation_id, EVENTS.c.seq > after)
-            .order_by(EVENTS.c.seq)
-        )
         with self._connect() as conn:
-            rows = conn.execute(query).all()
+            rows = conn.execute(self._load, {"cid": conversation_id, "after": after}).all()
         return [parse_row(conversation_id, seq, turn, data, at) for seq, turn, data, at in rows]
 
     def append(
@@ -163,25 +171,19 @@ class SqlEventStore:
             with self.engine.begin() as conn:
                 if expected_seq > 0:
                     # The head must exist: appending after a seq nobody wrote would leave a gap.
-                    head = conn.execute(
-                        select(EVENTS.c.seq).where(
-                            EVENTS.c.conversation_id == conversation_id,
-                            EVENTS.c.seq == expected_seq,
-                        )
-                    ).first()
+                    head = conn.execute(self._head, {"cid": conversation_id, "seq": expected_seq}).first()
                     if head is None:
                         raise ConcurrencyConflict(
                             f"conversation {conversation_id} has no event {expected_seq}",
                             conversation_id=conversation_id,
                             expected_seq=expected_seq,
                         )
-                conn.execute(insert(EVENTS), rows)
+                conn.execute(self._insert, rows)
                 opened, closed = _turn_changes(recorded)
                 for r in closed:
-                    conn.execute(delete(OPEN_TURNS).where(
-                        OPEN_TURNS.c.conversation_id == conversation_id, OPEN_TURNS.c.turn == r.turn))
+                    conn.execute(self._close, {"cid": conversation_id, "t": r.turn})
                 if opened and not closed:
-                    conn.execute(insert(OPEN_TURNS), [
+                    conn.execute(self._open, [
                         {"conversation_id": conversation_id, "turn": r.turn, "message_seq": r.seq,
                          "accepted_at": now} for r in opened])
         except IntegrityError as exc:
