@@ -176,6 +176,35 @@ def replay(
 
 
 @app.command()
+def explain(
+    conversation_id: Annotated[str, typer.Argument(help="The conversation to explain.")],
+    turn: Annotated[int | None, typer.Option("--turn", help="Only this turn.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The decision path of each turn: stages, plan, handoffs, model calls, grounding, reply."""
+    from deskline.hierarchy.explain import explain as run_explain
+    from deskline.hierarchy.explain import render
+    from deskline.runtime import open_desk
+
+    settings = _settings()
+    try:
+        records = open_desk(settings).store.load(conversation_id)
+    except DesklineError as exc:
+        _fail(exc, as_json)
+    if not records:
+        _fail(UnknownConversation(f"no conversation {conversation_id!r} in the log"), as_json)
+    turns = run_explain(records, turn)
+    if as_json:
+        typer.echo(json.dumps([t.to_dict() for t in turns], default=str))
+        return
+    from rich.console import Console
+
+    console = Console(highlight=False, soft_wrap=True)
+    for line in render(turns):
+        console.print(line, markup=False)
+
+
+@app.command()
 def recover(
     older_than: Annotated[float, typer.Option(help="Only turns accepted at least this many seconds ago.")] = 0.0,
 ) -> None:
