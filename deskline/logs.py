@@ -42,6 +42,14 @@ def mask_pii(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -
     return event_dict
 
 
+def add_trace_ids(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """The current trace and span ids, so a log line joins its trace and its events."""
+    from deskline.observe.tracing import trace_ids
+
+    event_dict.update(trace_ids())
+    return event_dict
+
+
 def configure(fmt: str = "console", level: str = "warning") -> None:
     """Configure structlog once per process; ``fmt`` is ``console`` or ``json``."""
     renderer: Any = (
@@ -53,6 +61,7 @@ def configure(fmt: str = "console", level: str = "warning") -> None:
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
+            add_trace_ids,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             mask_pii,
             renderer,

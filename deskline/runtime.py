@@ -11,11 +11,12 @@ from deskline.config import Settings
 from deskline.hierarchy.desk import SupportDesk
 
 if TYPE_CHECKING:
+    from deskline.observe.hooks import Observer
     from deskline.routing.cache import RouteCache
     from deskline.routing.models import ModelGateway
 
 
-def open_desk(settings: Settings) -> SupportDesk:
+def open_desk(settings: Settings, observer: Observer | None = None) -> SupportDesk:
     """The desk on the configured database, with the demo system of record seeded in it."""
     from deskline.agents import default_registry
     from deskline.agents.backend.sql import SqlBackend
@@ -35,6 +36,7 @@ def open_desk(settings: Settings) -> SupportDesk:
         settings=settings,
         models=models,
         cache=cache,
+        observer=observer,
     )
 
 
@@ -55,7 +57,7 @@ def model_layer(settings: Settings, threshold: float) -> tuple[ModelGateway | No
     return ModelRouter(config), cache
 
 
-def memory_desk(settings: Settings | None = None) -> SupportDesk:
+def memory_desk(settings: Settings | None = None, observer: Observer | None = None) -> SupportDesk:
     """The desk entirely in process memory: for tests, benchmarks and the eval suite."""
     from deskline.agents import default_registry
     from deskline.agents.backend.memory import MemoryBackend
@@ -73,4 +75,5 @@ def memory_desk(settings: Settings | None = None) -> SupportDesk:
         settings=settings,
         models=models,
         cache=cache,
+        observer=observer,
     )

@@ -46,6 +46,8 @@ from deskline.eventlog.projections import ConversationState, TurnView, fold
 from deskline.eventlog.store import EventStore
 from deskline.handoffs import escalation
 from deskline.logs import ensure_configured
+from deskline.observe.hooks import NullObserver, Observer
+from deskline.observe.tracing import span
 from deskline.handoffs.entities import extract
 from deskline.handoffs.payload import AgentResult, Case, Department, Entities, Mode
 from deskline.handoffs.plan import Plan
@@ -126,8 +128,10 @@ def clean_text(text: str | bytes, limit: int) -> str:
 class SupportDesk:
     def __init__(self, *, store: EventStore, backend: Backend, registry: Registry,
                  classifier: object, settings: Settings | None = None,
-                 models: ModelGateway | None = None, cache: RouteCache | None = None) -> None:
+                 models: ModelGateway | None = None, cache: RouteCache | None = None,
+                 observer: Observer | None = None) -> None:
         self.settings = settings or Settings()
+        self.observer: Observer = observer or NullObserver()
         ensure_configured(self.settings.log_format, self.settings.log_level)
         self.models = models
         self.store = store
@@ -160,8 +164,8 @@ class SupportDesk:
                 return await self._finish(state, records, duplicate=True)
             opening: list[Event] = [] if records else [ConversationOpened(customer_id=self.settings.default_customer)]
             try:
-                accepted = self.store.append(cid, state.last_seq, state.turn_count + 1,
-                                             [*opening, CustomerMessaged(text=message, client_message_id=client_message_id)])
+                accepted = self._append(cid, state.last_seq, state.turn_count + 1,
+                                        [*opening, CustomerMessaged(text=message, client_message_id=client_message_id)])
             except ConcurrencyConflict:
                 await _backoff(attempt)
                 continue
@@ -177,6 +181,18 @@ class SupportDesk:
         if state.open_turn() is None:
             return None
         return await self._finish(state, records)
+
+    def _append(self, cid: str, expected: int, turn: int, events: list[Event]) -> list[Recorded]:
+        """Append through the store, telling the observer how long it took and what went in."""
+        started = time.perf_counter()
+        try:
+            appended = self.store.append(cid, expected, turn, events)
+        except ConcurrencyConflict:
+            self.observer.store_append(time.perf_counter() - started, conflict=True)
+            raise
+        self.observer.store_append(time.perf_counter() - started, conflict=False)
+        self.observer.appended(appended)
+        return appended
 
     async def recover_all(self, accepted_before: float | None = None) -> list[TurnResult]:
         """Finish every unfinished turn in the store (at start-up, after a crash)."""
@@ -197,13 +213,16 @@ class SupportDesk:
                 last = state.turns[-1]
                 return _result(state, last, appended=accepted, duplicate=duplicate)
             bound = log.bind(conversation_id=cid, turn=turn.turn)
-            started = time.perf_counter()
-            events = await self.decide(state, turn, structured_only=structured_only)
-            if isinstance(events[-1], ReplySent):
-                took = round((time.perf_counter() - started) * 1000, 3)
-                events[-1] = events[-1].model_copy(update={"latency_ms": took})
+            with span("deskline.turn", **{"deskline.conversation_id": cid, "deskline.turn": turn.turn}) as turn_span:
+                started = time.perf_counter()
+                events = await self.decide(state, turn, structured_only=structured_only)
+                if isinstance(events[-1], ReplySent):
+                    took = round((time.perf_counter() - started) * 1000, 3)
+                    events[-1] = events[-1].model_copy(update={"latency_ms": took})
+                    turn_span.set_attribute("deskline.department", events[-1].department)
+                    turn_span.set_attribute("deskline.mode", events[-1].mode)
             try:
-                appended = self.store.append(cid, state.last_seq, turn.turn, events)
+                appended = self._append(cid, state.last_seq, turn.turn, events)
             except ConcurrencyConflict:
                 bound.info("turn.conflict", expected_seq=state.last_seq)
                 await _backoff(attempt)
@@ -229,7 +248,10 @@ class SupportDesk:
         text = turn.text
         said = extract(text)
         entities = state.entities.merged(said)
-        strategy = strategy_rules.decide(state, text, said, self.settings)
+        clock = time.perf_counter()
+        with span("deskline.strategy"):
+            strategy = strategy_rules.decide(state, text, said, self.settings)
+        clock = self._lap("strategy", clock)
         events: list[Event] = [StrategyDecided(owner=strategy.owner, action=strategy.action,
                                                reasons=strategy.reasons, constraints=strategy.constraints,
                                                sentiment=strategy.sentiment)]
@@ -242,7 +264,11 @@ class SupportDesk:
         tactician = self.tactician
         if models is not self.models or cache is not None:
             tactician = replace(tactician, models=models, cache=cache if cache is not None else tactician.cache)
-        plan, found = await tactician.plan(state, text, entities, strategy, budget)
+        with span("deskline.triage") as triage_span:
+            plan, found = await tactician.plan(state, text, entities, strategy, budget)
+            triage_span.set_attribute("deskline.stage", plan.stage)
+            triage_span.set_attribute("deskline.plan.mode", plan.mode)
+        clock = self._lap("triage", clock)
         events.extend(_model_events(budget, "planner"))
         if plan.stage == "resume" and state.pending is not None:
             entities = state.pending.entities.merged(entities)
@@ -261,8 +287,28 @@ class SupportDesk:
         case = Case(conversation_id=state.conversation_id, turn=turn.turn, customer_id=state.customer_id,
                     intent=plan.intent, department=plan.department, entities=entities,
                     actions_taken=state.actions_taken, history=state.history[-10:])
-        run = await operator.execute(plan, case, strategy.constraints)
+        with span("deskline.operation", **{"deskline.plan.mode": plan.mode}):
+            run = await operator.execute(plan, case, strategy.constraints)
+        clock = self._lap("operation", clock)
         events.extend(run.events)
+        with span("deskline.writer") as writer_span:
+            plan, run, reply = await self._write(models, tactician, operator, state, text, entities, strategy,
+                                                 budget, case, plan, run, events, structured_only)
+            writer_span.set_attribute("deskline.grounded", reply.grounded)
+        self._lap("writer", clock)
+        return [*events, *self._reply(text, plan, entities, run, reply, budget.calls)]
+
+    def _lap(self, stage: str, since: float) -> float:
+        now = time.perf_counter()
+        self.observer.stage(stage, now - since)
+        return now
+
+    async def _write(self, models: ModelGateway | None, tactician: Tactician, operator: Operator,
+                     state: ConversationState, text: str, entities: Entities, strategy: Strategy,
+                     budget: TurnBudget, case: Case, plan: Plan, run: Execution, events: list[Event],
+                     structured_only: bool) -> tuple[Plan, Execution, Reply]:
+        """The template reply, verified (and re-planned or re-run if the model says so), then
+        rewritten by the model writer when one is configured."""
         reply = self.writer.write(plan, run.results, text)
         if not reply.grounded and models is not None and models.has("planner"):
             plan, run, reply = await self._verify(models, tactician, operator, state, text, entities, strategy,
@@ -272,7 +318,7 @@ class SupportDesk:
                 and models is not None and models.has("writer")):
             reply = await self._model_reply(models, text, run, reply, budget)
         events.extend(_model_events(budget, "writer", start=seen_before_writer))
-        return [*events, *self._reply(text, plan, entities, run, reply, budget.calls)]
+        return plan, run, reply
 
     async def _verify(self, models: ModelGateway, tactician: Tactician, operator: Operator,
                       state: ConversationState, text: str, entities: Entities, strategy: Strategy,

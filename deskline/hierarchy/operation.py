@@ -29,6 +29,7 @@ from deskline.eventlog.events import (
 from deskline.handoffs.payload import HANDOFF_VERSION, AgentResult, Case, Constraints, Handoff
 from deskline.handoffs.plan import Plan, PlanStep
 from deskline.hierarchy.plan import order
+from deskline.observe.tracing import span
 
 
 @dataclass(slots=True)
@@ -107,12 +108,20 @@ class Operator:
                                  status="needs_info", missing=missing, reason="missing " + ", ".join(missing))
             return result, [AgentCompleted(result=result)]
         assert params is not None
+        with span("deskline.handoff", **{"deskline.step": step.step_id, "deskline.agent": step.agent,
+                                         "deskline.skill": step.skill, "deskline.handoff.version": handoff.version}):
+            return await self._run_skill(skill, step, handoff, params)
+
+    async def _run_skill(self, skill: Skill, step: PlanStep, handoff: Handoff,
+                         params: BaseModel) -> tuple[AgentResult, list[Event]]:
         call = SkillCall(handoff=handoff, params=params, backend=self.backend)
         started = time.perf_counter()
         error = ""
         for attempt in range(1, self.retries + 2):
             try:
-                result = await asyncio.wait_for(skill.run(call), self.timeout_s)
+                with span("deskline.skill", **{"deskline.skill": skill.name, "deskline.attempt": attempt}) as sp:
+                    result = await asyncio.wait_for(skill.run(call), self.timeout_s)
+                    sp.set_attribute("deskline.status", result.status)
             except ApprovalRequired as gate:
                 result = AgentResult(
                     step_id=step.step_id, agent=step.agent, skill=step.skill, status="pending_approval",

@@ -23,6 +23,7 @@ from deskline.handoffs.plan import Plan, PlanStep, StageVerdict
 from deskline.errors import BudgetExceeded
 from deskline.hierarchy.plan import validate
 from deskline.hierarchy.strategy import Strategy
+from deskline.observe.tracing import span
 from deskline.routing.cache import RouteCache
 from deskline.routing.classifier import Prediction, normalise
 from deskline.routing.models import ModelGateway, TurnBudget
@@ -82,13 +83,19 @@ class Tactician:
         if resumed is not None:
             return resumed, Entities()
         key = normalise(text)
-        cached = self.cache.get(key)
+        with span("deskline.triage.cache") as cache_span:
+            cached = self.cache.get(key)
+            cache_span.set_attribute("deskline.hit", cached is not None)
         if cached is not None:
             hit = StageVerdict(stage="cache", department=cached.department, intent=cached.intent,
                                confidence=cached.confidence, accepted=True, reason=f"exact match of a {cached.stage} plan")
             return cached.model_copy(update={"stage": "cache", "verdicts": (hit,)}), Entities()
         verdicts.append(StageVerdict(stage="cache", reason="no cached plan for this text"))
-        p = self.classifier.predict(text)
+        with span("deskline.triage.classifier") as cls_span:
+            p = self.classifier.predict(text)
+            cls_span.set_attribute("deskline.department", p.department)
+            cls_span.set_attribute("deskline.confidence", p.confidence)
+            cls_span.set_attribute("deskline.abstain", p.abstain)
         if not p.abstain and p.department == "other":
             hinted = self._entity_hint(entities, text, p, verdicts)
             if hinted is not None:
@@ -104,7 +111,8 @@ class Tactician:
             stage="classifier", department=p.department, intent=p.intent, confidence=p.confidence,
             alternatives=p.alternatives,
             reason=f"confidence {p.confidence:.2f} below threshold {self.classifier.threshold:.2f}"))
-        planned = await self._llm(text, p, budget, verdicts)
+        with span("deskline.triage.llm"):
+            planned = await self._llm(text, p, budget, verdicts)
         if planned is not None:
             self.cache.put(key, planned[0])
             return planned

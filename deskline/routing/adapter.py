@@ -31,6 +31,7 @@ from pydantic_ai.settings import ModelSettings
 from pydantic_ai.usage import RequestUsage
 
 from deskline.errors import BudgetExceeded, PlanError
+from deskline.observe.tracing import span
 from deskline.routing.llm_config import Role
 from deskline.routing.models import Attempt, TurnBudget
 
@@ -90,6 +91,16 @@ class RouterModel(Model):
                           request_summary=_summary(request))
         self.budget.charge(attempt)  # raises BudgetExceeded before anything is sent
         self.attempts.append(attempt)
+        with span(f"chat {self.group}", **{"gen_ai.operation.name": "chat", "gen_ai.system": "litellm",
+                                             "gen_ai.request.model": self.group, "deskline.role": self.role}) as sp:
+            response = await self._complete(request, attempt, sp)
+            sp.set_attribute("gen_ai.response.model", attempt.deployment)
+            sp.set_attribute("gen_ai.usage.input_tokens", attempt.input_tokens)
+            sp.set_attribute("gen_ai.usage.output_tokens", attempt.output_tokens)
+            sp.set_attribute("deskline.cost_usd", float(attempt.cost_usd))
+        return response
+
+    async def _complete(self, request: dict[str, Any], attempt: Attempt, sp: Any) -> ModelResponse:
         started = time.perf_counter()
         try:
             response = await self.router.complete(self.role, self.group, request)
@@ -98,6 +109,7 @@ class RouterModel(Model):
                 raise
             attempt.latency_ms = _ms(started)
             attempt.error = f"{type(exc).__name__}: {str(exc)[:200]}"
+            sp.set_attribute("error.type", type(exc).__name__)
             status = int(getattr(exc, "status_code", 0) or (408 if "Timeout" in type(exc).__name__ else 500))
             raise ModelHTTPError(status_code=status, model_name=self.group, body=attempt.error) from exc
         attempt.latency_ms = _ms(started)

@@ -27,6 +27,7 @@ import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -45,8 +46,8 @@ __all__ = [
     "MAGIC",
     "Classifier",
     "Prediction",
-    "load_classifier",
     "build_model",
+    "load_classifier",
     "normalise",
     "read_artifact",
 ]
@@ -55,6 +56,7 @@ DEFAULT_MODEL_PATH = Path(__file__).with_name("model") / "triage.bin"
 MAGIC = b"DLTRIAGE"
 FORMAT_VERSION = 1
 
+_MIN_TRUST = 0.1
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
 _SPACES = re.compile(r"\s+")
 
@@ -174,7 +176,7 @@ def _features(model: _Model, text: str) -> tuple[Array, FloatArray, float]:
     word_get = model.word_index.get
     known = sum(1 for token in tokens if token in model.word_index)
     coverage = known / len(tokens) if tokens else 0.0
-    grams = tokens + [f"{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False)]
+    grams = tokens + [f"{a} {b}" for a, b in pairwise(tokens)]
     word_counts = Counter(map(word_get, grams))
     char_counts = Counter(map(model.char_index.get, _char_wb_ngrams(text, *model.char_range)))
     word_counts.pop(None, None)
@@ -237,6 +239,7 @@ def _department_probabilities(
     probs = _softmax([float(x) for x in logits])
     trust = min(1.0, coverage / model.coverage_floor) if model.coverage_floor > 0 else 1.0
     if trust < 1.0:
+        trust = max(trust, _MIN_TRUST)  # keep the model's ranking, drop its confidence
         uniform = (1.0 - trust) / len(probs)
         probs = [trust * p + uniform for p in probs]
     return probs
@@ -297,7 +300,7 @@ def build_model(header: dict[str, Any], arrays: dict[str, Array]) -> _Model:
     return _Model(
         departments=departments,
         intents=tuple(header["intents"]),
-        dept_slices=tuple(slice(int(a), int(b)) for a, b in zip(starts, starts[1:], strict=False)),
+        dept_slices=tuple(slice(int(a), int(b)) for a, b in pairwise(starts)),
         dept_starts=starts[:-1],
         word_index=dict(zip(word_vocab, range(offset), strict=True)),
         char_index=dict(zip(char_vocab, range(offset, offset + len(char_vocab)), strict=True)),
