@@ -85,11 +85,7 @@ def expected_calibration_error(predictions: Sequence[Prediction], gold: Sequence
     for p, g in zip(predictions, gold, strict=True):
         bins[min(9, int(p.confidence * 10))].append((p.confidence, p.department == g))
     total = len(predictions)
-    return sum(
-        len(b) / total * abs(sum(c for c, _ in b) / len(b) - sum(ok for _, ok in b) / len(b))
-        for b in bins
-        if b
-    )
+    return sum(len(b) / total * abs(sum(c for c, _ in b) / len(b) - sum(ok for _, ok in b) / len(b)) for b in bins if b)
 
 
 def evaluate(classifier: Classifier, split: Split) -> dict[str, Any]:
@@ -113,16 +109,14 @@ def evaluate(classifier: Classifier, split: Split) -> dict[str, Any]:
         "macro_f1": macro_f1(table),
         "macro_f1_abstain_as_miss": macro_f1(table_counted),
         "accuracy": sum(g == p for g, p in zip(gold, routed, strict=True)) / len(rows),
-        "accuracy_abstain_as_miss": sum(g == p for g, p in zip(gold, counted, strict=True))
-        / len(rows),
+        "accuracy_abstain_as_miss": sum(g == p for g, p in zip(gold, counted, strict=True)) / len(rows),
         "human_recall": table["human"]["recall"],
         "abstain_rate": sum(p.abstain for p in predictions) / len(rows),
         "ece": expected_calibration_error(predictions, gold),
         "median_route_us": statistics.median(timings) * 1e6,
         "per_department": table,
     }
-    oos = [p.department for p, row in zip(predictions, rows, strict=True)
-           if row["source_intent"] == "oos"]
+    oos = [p.department for p, row in zip(predictions, rows, strict=True) if row["source_intent"] == "oos"]
     if oos:
         result["oos_rows"] = len(oos)
         result["oos_routed_other"] = sum(d == "other" for d in oos) / len(oos)
@@ -130,10 +124,13 @@ def evaluate(classifier: Classifier, split: Split) -> dict[str, Any]:
 
 
 def render(results: Sequence[dict[str, Any]], threshold: float) -> str:
-    lines = [f"threshold {threshold:.2f} (macro-F1 counts the routed department; "
-             "'abst-miss' counts an abstention as a miss)"]
-    header = (f"{'split':32} {'rows':>5} {'macroF1':>8} {'abst-miss':>9} {'acc':>6} "
-              f"{'human R':>7} {'abstain':>7} {'ECE':>5} {'µs':>6}")
+    lines = [
+        f"threshold {threshold:.2f} (macro-F1 counts the routed department; 'abst-miss' counts an abstention as a miss)"
+    ]
+    header = (
+        f"{'split':32} {'rows':>5} {'macroF1':>8} {'abst-miss':>9} {'acc':>6} "
+        f"{'human R':>7} {'abstain':>7} {'ECE':>5} {'µs':>6}"
+    )
     lines += [header, "-" * len(header)]
     for r in results:
         lines.append(
@@ -143,13 +140,16 @@ def render(results: Sequence[dict[str, Any]], threshold: float) -> str:
             f"{r['median_route_us']:>6.0f}"
         )
     for r in results:
-        lines.append(f"\n{r['split']}" + (" - TRAINING DATA" if r["trained_on"] else "")
-                     + (f"  (oos routed to other: {r['oos_routed_other']:.3f} of "
-                        f"{r['oos_rows']})" if "oos_rows" in r else ""))
+        lines.append(
+            f"\n{r['split']}"
+            + (" - TRAINING DATA" if r["trained_on"] else "")
+            + (f"  (oos routed to other: {r['oos_routed_other']:.3f} of {r['oos_rows']})" if "oos_rows" in r else "")
+        )
         lines.append(f"  {'department':10} {'P':>6} {'R':>6} {'F1':>6} {'n':>5}")
         for dept, row in r["per_department"].items():
-            lines.append(f"  {dept:10} {row['precision']:>6.3f} {row['recall']:>6.3f} "
-                         f"{row['f1']:>6.3f} {row['support']:>5.0f}")
+            lines.append(
+                f"  {dept:10} {row['precision']:>6.3f} {row['recall']:>6.3f} {row['f1']:>6.3f} {row['support']:>5.0f}"
+            )
     return "\n".join(lines)
 
 

@@ -6,7 +6,7 @@ import pytest
 
 
 @pytest.mark.parametrize("package", ["deskline", "deskline.handoffs", "deskline.eventlog", "deskline.hierarchy",
-                                     "deskline.agents", "deskline.routing"])
+                                     "deskline.agents", "deskline.routing", "deskline.api", "deskline.observe"])
 def test_all_names_resolve(package: str) -> None:
     """Every name in __all__ is importable from the package."""
     module = importlib.import_module(package)

@@ -60,9 +60,7 @@ def create_app(
     web = web or WebSettings.from_env()
     desk = desk or open_desk(settings)
     if engine is None:
-        engine = (
-            desk.store.engine if isinstance(desk.store, SqlEventStore) else make_engine("sqlite://")
-        )
+        engine = desk.store.engine if isinstance(desk.store, SqlEventStore) else make_engine("sqlite://")
     svc = Services(
         settings=settings,
         web=web,
@@ -111,9 +109,7 @@ def create_app_from_env() -> FastAPI:
 
 
 def _pages(app: FastAPI, web: WebSettings) -> None:
-    ancestors = " ".join(
-        ("'self'", *web.cors_origins)
-    )  # the chat page may be framed by allowed sites
+    ancestors = " ".join(("'self'", *web.cors_origins))  # the chat page may be framed by allowed sites
     csp = (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors {}"
@@ -143,17 +139,9 @@ def _pages(app: FastAPI, web: WebSettings) -> None:
 def _openapi(app: FastAPI, max_chars: int) -> dict[str, Any]:
     """The generated schema, with the configured message limit in place of the default one."""
     if app.openapi_schema is None:
-        schema = get_openapi(
-            title=app.title, version=app.version, summary=app.summary, routes=app.routes
-        )
+        schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
         for name in ("MessageIn", "HumanMessageIn"):
-            text = (
-                schema.get("components", {})
-                .get("schemas", {})
-                .get(name, {})
-                .get("properties", {})
-                .get("text")
-            )
+            text = schema.get("components", {}).get("schemas", {}).get(name, {}).get("properties", {}).get("text")
             if text is not None and text.get("maxLength") == MAX_TEXT_CHARS_DOC:
                 text["maxLength"] = max_chars
         app.openapi_schema = schema

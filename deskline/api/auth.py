@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, delete, insert, select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Field, SQLModel
 
 from deskline.errors import DesklineError, StoreUnavailable
@@ -87,10 +87,13 @@ class AuthStore:
         self.key_cache_s = key_cache_s
         self._verified: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
-        try:
-            SQLModel.metadata.create_all(engine, tables=[TOKENS, AGENTS])
-        except OperationalError as exc:
-            raise StoreUnavailable(f"cannot create the auth tables: {exc.orig}") from exc
+        for attempt in (1, 2):  # another process may create the tables between check and create
+            try:
+                SQLModel.metadata.create_all(engine, tables=[TOKENS, AGENTS])
+                break
+            except DBAPIError as exc:
+                if attempt == 2:
+                    raise StoreUnavailable(f"cannot create the auth tables: {exc.orig}") from exc
 
     # customers ---------------------------------------------------------------------------
     def issue_token(self, conversation_id: str) -> str:
@@ -121,9 +124,7 @@ class AuthStore:
         """Register a human agent and return their key; only its scrypt hash is kept."""
         name = name.strip()
         if not AGENT_NAME.match(name):
-            raise InvalidAgentName(
-                f"agent name {name!r} must be 1-64 letters, digits, spaces, '.', '_' or '-'"
-            )
+            raise InvalidAgentName(f"agent name {name!r} must be 1-64 letters, digits, spaces, '.', '_' or '-'")
         key_id, secret, salt = (
             secrets.token_hex(6),
             secrets.token_urlsafe(32),
@@ -174,9 +175,7 @@ class AuthStore:
         key_id, secret = match.groups()
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(AGENTS.c.name, AGENTS.c.salt, AGENTS.c.key_scrypt).where(
-                    AGENTS.c.key_id == key_id
-                )
+                select(AGENTS.c.name, AGENTS.c.salt, AGENTS.c.key_scrypt).where(AGENTS.c.key_id == key_id)
             ).first()
         if row is None or not hmac.compare_digest(row.key_scrypt, _scrypt(secret, row.salt)):
             return None

@@ -41,28 +41,27 @@ def _auth() -> AuthStore:
 
 
 def serve(
-    host: Annotated[
-        str | None, typer.Option(help="Address to listen on [env DESKLINE_HOST; 127.0.0.1].")
-    ] = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on [env DESKLINE_HOST; 127.0.0.1].")] = None,
     port: Annotated[int | None, typer.Option(help="Port [env DESKLINE_PORT; 8000].")] = None,
-    workers: Annotated[
-        int, typer.Option(min=1, help="uvicorn worker processes sharing the database.")
-    ] = 1,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes sharing the database.")] = 1,
 ) -> None:
     """Serve the chat page (/), the human console (/console) and the API (/docs) with uvicorn."""
     import uvicorn
 
     from deskline.api.settings import WebSettings
     from deskline.errors import DesklineError
+    from deskline.runtime import open_desk
 
     try:
         settings, web = _settings(), WebSettings.from_env()
+        # Create the tables and seed the demo data once, here, before workers race to; and fail
+        # with a sentence (not a worker's traceback) when the database cannot be reached.
+        open_desk(settings)
+        _auth()
     except DesklineError as exc:
         _fail(exc.message)
     host, port = host or web.host, port or web.port
-    typer.secho(
-        f"deskline on http://{host}:{port}  chat: /  console: /console  API docs: /docs", err=True
-    )
+    typer.secho(f"deskline on http://{host}:{port}  chat: /  console: /console  API docs: /docs", err=True)
     uvicorn.run(
         "deskline.api.app:create_app_from_env",
         factory=True,
@@ -87,9 +86,7 @@ def agents_add(
     except DesklineError as exc:
         _fail(exc.message)
     typer.echo(key)
-    typer.secho(
-        f"key for {name.strip()!r} printed above: store it now, it cannot be shown again", err=True
-    )
+    typer.secho(f"key for {name.strip()!r} printed above: store it now, it cannot be shown again", err=True)
 
 
 @agents.command("list")
@@ -104,11 +101,7 @@ def agents_list(as_json: JsonOpt = False) -> None:
     except DesklineError as exc:
         _fail(exc.message)
     if as_json:
-        typer.echo(
-            json.dumps(
-                [{"name": a.name, "key_id": a.key_id, "created_at": a.created_at} for a in found]
-            )
-        )
+        typer.echo(json.dumps([{"name": a.name, "key_id": a.key_id, "created_at": a.created_at} for a in found]))
         return
     for a in found:
         created = datetime.fromtimestamp(a.created_at, UTC).strftime("%Y-%m-%d %H:%M")

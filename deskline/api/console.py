@@ -14,7 +14,6 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from deskline.api.customers import events_response
 from deskline.api.deps import AgentName, ConversationId, Services, ServicesDep
 from deskline.api.schemas import (
     MAX_SEQ,
@@ -28,6 +27,7 @@ from deskline.api.schemas import (
     ReleaseIn,
     console_event,
 )
+from deskline.api.streams import events_response
 from deskline.errors import UnknownConversation
 from deskline.eventlog.events import Recorded
 from deskline.hierarchy.desk import clean_text
@@ -108,35 +108,25 @@ async def console_events(
 ) -> ConsoleEvents | StreamingResponse:
     """Every event as recorded: JSON, or live with `Accept: text/event-stream`."""
     await _known(svc, conversation_id)
-    return await events_response(
-        svc, request, conversation_id, after, last_event_id, console_event, ConsoleEvents
-    )
+    return await events_response(svc, request, conversation_id, after, last_event_id, console_event, ConsoleEvents)
 
 
-@router.post(
-    "/conversations/{conversation_id}/claim", response_model=CommandOut, responses=_COMMAND
-)
+@router.post("/conversations/{conversation_id}/claim", response_model=CommandOut, responses=_COMMAND)
 async def claim(conversation_id: ConversationId, agent: AgentName, svc: ServicesDep) -> CommandOut:
     """Take the escalated conversation; a second agent gets 409 already_claimed."""
     return await _command(svc, conversation_id, lambda: [svc.console.claim(conversation_id, agent)])
 
 
-@router.post(
-    "/conversations/{conversation_id}/human-messages", response_model=CommandOut, responses=_COMMAND
-)
+@router.post("/conversations/{conversation_id}/human-messages", response_model=CommandOut, responses=_COMMAND)
 async def human_message(
     conversation_id: ConversationId, body: HumanMessageIn, agent: AgentName, svc: ServicesDep
 ) -> CommandOut:
     """Write to the customer as the claiming agent."""
     text = clean_text(body.text, svc.settings.max_message_chars)
-    return await _command(
-        svc, conversation_id, lambda: [svc.console.reply(conversation_id, agent, text)]
-    )
+    return await _command(svc, conversation_id, lambda: [svc.console.reply(conversation_id, agent, text)])
 
 
-@router.post(
-    "/conversations/{conversation_id}/release", response_model=CommandOut, responses=_COMMAND
-)
+@router.post("/conversations/{conversation_id}/release", response_model=CommandOut, responses=_COMMAND)
 async def release(
     conversation_id: ConversationId,
     agent: AgentName,
@@ -145,24 +135,16 @@ async def release(
 ) -> CommandOut:
     """Hand the conversation back to the bot, with a note for the record."""
     note = body.note if body is not None else ""
-    return await _command(
-        svc, conversation_id, lambda: [svc.console.release(conversation_id, agent, note)]
-    )
+    return await _command(svc, conversation_id, lambda: [svc.console.release(conversation_id, agent, note)])
 
 
-@router.post(
-    "/conversations/{conversation_id}/approve", response_model=CommandOut, responses=_COMMAND
-)
-async def approve(
-    conversation_id: ConversationId, agent: AgentName, svc: ServicesDep
-) -> CommandOut:
+@router.post("/conversations/{conversation_id}/approve", response_model=CommandOut, responses=_COMMAND)
+async def approve(conversation_id: ConversationId, agent: AgentName, svc: ServicesDep) -> CommandOut:
     """Run the action awaiting approval, once, under its original idempotency key."""
     return await _decide(svc, conversation_id, agent, approve=True)
 
 
-@router.post(
-    "/conversations/{conversation_id}/reject", response_model=CommandOut, responses=_COMMAND
-)
+@router.post("/conversations/{conversation_id}/reject", response_model=CommandOut, responses=_COMMAND)
 async def reject(conversation_id: ConversationId, agent: AgentName, svc: ServicesDep) -> CommandOut:
     """Refuse the action awaiting approval; nothing is changed and the refusal is recorded."""
     return await _decide(svc, conversation_id, agent, approve=False)
@@ -170,14 +152,10 @@ async def reject(conversation_id: ConversationId, agent: AgentName, svc: Service
 
 async def _known(svc: Services, conversation_id: str) -> None:
     if not await run_in_threadpool(svc.desk.store.load, conversation_id):
-        raise UnknownConversation(
-            f"no conversation {conversation_id!r}", conversation_id=conversation_id
-        )
+        raise UnknownConversation(f"no conversation {conversation_id!r}", conversation_id=conversation_id)
 
 
-async def _command(
-    svc: Services, conversation_id: str, run: Callable[[], list[Recorded]]
-) -> CommandOut:
+async def _command(svc: Services, conversation_id: str, run: Callable[[], list[Recorded]]) -> CommandOut:
     try:
         appended = await run_in_threadpool(run)
     finally:

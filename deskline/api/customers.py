@@ -7,16 +7,13 @@ first message, so its token exists before anything is said and ``events?after=0`
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 
-from deskline.api.deps import CustomerConversation, Services, ServicesDep
+from deskline.api.deps import CustomerConversation, ServicesDep
 from deskline.api.schemas import (
     MAX_SEQ,
     ChatEvents,
@@ -26,13 +23,12 @@ from deskline.api.schemas import (
     TurnOut,
     chat_event,
 )
-from deskline.api.streams import SSE_HEADERS, SSE_MEDIA_TYPE, event_stream
-from deskline.eventlog.events import ConversationOpened, Recorded
+from deskline.api.streams import SSE_MEDIA_TYPE, events_response
+from deskline.eventlog.events import ConversationOpened
 from deskline.hierarchy.desk import new_conversation_id
 from deskline.logs import mask
 
 log = structlog.get_logger("deskline.api")
-Page = TypeVar("Page", bound=BaseModel)
 router = APIRouter(prefix="/v1", tags=["customers"])
 
 _AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -67,9 +63,7 @@ def open_conversation(svc: ServicesDep) -> ConversationCreated:
     """Open a conversation and get the token that lets this customer, and only them, use it."""
     cid = new_conversation_id()
     token = svc.auth.issue_token(cid)
-    svc.desk.store.append(
-        cid, 0, 1, [ConversationOpened(customer_id=svc.settings.default_customer, channel="web")]
-    )
+    svc.desk.store.append(cid, 0, 1, [ConversationOpened(customer_id=svc.settings.default_customer, channel="web")])
     log.info("api.conversation_opened", conversation_id=cid)
     return ConversationCreated(id=cid, token=token)
 
@@ -84,18 +78,14 @@ def open_conversation(svc: ServicesDep) -> ConversationCreated:
         409: {"model": Error, "description": "The conversation kept moving; retry."},
     },
 )
-async def send_message(
-    cid: CustomerConversation, body: MessageIn, svc: ServicesDep, response: Response
-) -> TurnOut:
+async def send_message(cid: CustomerConversation, body: MessageIn, svc: ServicesDep, response: Response) -> TurnOut:
     """Send the customer's message and get the turn's result.
 
     `reply` is null while a person owns the conversation: their answer arrives as an event.
     Resending the same `client_message_id` returns the first result (with
     `Idempotent-Replayed: true`) and appends nothing.
     """
-    log.info(
-        "api.message", conversation_id=cid, chars=len(body.text), excerpt=mask(body.text[:120])
-    )
+    log.info("api.message", conversation_id=cid, chars=len(body.text), excerpt=mask(body.text[:120]))
     try:
         result = await svc.desk.handle(cid, body.text, client_message_id=body.client_message_id)
     finally:
@@ -127,37 +117,8 @@ async def conversation_events(
     after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="Only events after this seq.")] = 0,
     last_event_id: Annotated[
         int | None,
-        Header(
-            alias="Last-Event-ID", ge=0, le=MAX_SEQ, description="Resume a stream after this seq."
-        ),
+        Header(alias="Last-Event-ID", ge=0, le=MAX_SEQ, description="Resume a stream after this seq."),
     ] = None,
 ) -> ChatEvents | StreamingResponse:
     """The customer's view of the conversation: messages, replies, and who holds it."""
     return await events_response(svc, request, cid, after, last_event_id, chat_event, ChatEvents)
-
-
-async def events_response(
-    svc: Services,
-    request: Request,
-    cid: str,
-    after: int,
-    last_event_id: int | None,
-    view: Callable[[Recorded], BaseModel | None],
-    page: Callable[..., Page],
-) -> Page | StreamingResponse:
-    """A JSON page, or a live stream, of ``view(event)`` for the events after ``after``."""
-    start = last_event_id if last_event_id is not None else after
-    if SSE_MEDIA_TYPE in request.headers.get("accept", ""):
-        stream = event_stream(
-            svc.desk.store,
-            svc.notifier,
-            cid,
-            start,
-            view,
-            poll_interval_s=svc.web.poll_interval_s,
-            heartbeat_s=svc.web.heartbeat_s,
-        )
-        return StreamingResponse(stream, media_type=SSE_MEDIA_TYPE, headers=SSE_HEADERS)
-    records = await run_in_threadpool(svc.desk.store.load, cid, start)
-    shown = [v for r in records if (v := view(r)) is not None]
-    return page(conversation_id=cid, events=shown, last_seq=records[-1].seq if records else start)

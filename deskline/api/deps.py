@@ -99,9 +99,7 @@ def human_agent(
 ) -> str:
     """The name of the human agent whose key was sent; customer tokens are refused."""
     if credentials is None:
-        raise HTTPException(
-            401, "send a human agent's key as 'Authorization: Bearer <key>'", headers=_CHALLENGE
-        )
+        raise HTTPException(401, "send a human agent's key as 'Authorization: Bearer <key>'", headers=_CHALLENGE)
     name = svc.auth.agent_for(credentials.credentials)
     if name is None:
         raise HTTPException(401, "this is not a valid human agent key", headers=_CHALLENGE)

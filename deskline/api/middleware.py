@@ -39,9 +39,7 @@ class BodyLimit:
         declared = _header(scope, b"content-length")
         if declared is not None:
             if not declared.isdigit():
-                await _refuse(
-                    scope, receive, send, 400, "bad_request", "Content-Length is not a number"
-                )
+                await _refuse(scope, receive, send, 400, "bad_request", "Content-Length is not a number")
                 return
             if int(declared) > self.max_bytes:
                 await _refuse(
@@ -113,10 +111,6 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _refuse(
-    scope: Scope, receive: Receive, send: Send, status: int, error: str, message: str
-) -> None:
-    response = JSONResponse(
-        {"error": error, "message": message}, status_code=status, headers={"Connection": "close"}
-    )
+async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, error: str, message: str) -> None:
+    response = JSONResponse({"error": error, "message": message}, status_code=status, headers={"Connection": "close"})
     await response(scope, receive, send)

@@ -77,9 +77,7 @@ def status_for(exc: DesklineError) -> int:
 def problem(
     status: int, error: str, message: str, headers: Mapping[str, str] | None = None, **fields: Any
 ) -> JSONResponse:
-    return JSONResponse(
-        {"error": error, "message": message, **fields}, status_code=status, headers=headers
-    )
+    return JSONResponse({"error": error, "message": message, **fields}, status_code=status, headers=headers)
 
 
 def _describe(err: dict[str, Any]) -> str:
@@ -101,12 +99,8 @@ async def _validation(_request: Request, exc: Exception) -> JSONResponse:
         reason = (first.get("ctx") or {}).get("error", "not JSON")
         return problem(400, "malformed_json", f"the request body is not valid JSON: {reason}")
     # Echo where and why, never the input itself: it may be large, or personal.
-    detail = [
-        {"loc": list(e.get("loc", ())), "type": e.get("type"), "msg": e.get("msg")} for e in errors
-    ]
-    return problem(
-        422, "invalid_request", "; ".join(_describe(e) for e in errors[:5]), detail=detail
-    )
+    detail = [{"loc": list(e.get("loc", ())), "type": e.get("type"), "msg": e.get("msg")} for e in errors]
+    return problem(422, "invalid_request", "; ".join(_describe(e) for e in errors[:5]), detail=detail)
 
 
 async def _http(_request: Request, exc: Exception) -> JSONResponse:
@@ -129,10 +123,7 @@ async def _desk(_request: Request, exc: Exception) -> JSONResponse:
         log.error("api.desk_error", error=exc.code, message=exc.message)
     body = exc.to_dict()
     return JSONResponse(
-        {
-            k: v if isinstance(v, str | int | float | bool | None) else str(v)
-            for k, v in body.items()
-        },
+        {k: v if isinstance(v, str | int | float | bool | None) else str(v) for k, v in body.items()},
         status_code=status,
     )
 

@@ -27,9 +27,7 @@ from deskline.eventlog.events import (
 )
 from deskline.handoffs.payload import Department, Mode
 
-MAX_TEXT_CHARS_DOC = (
-    4000  # the default Settings.max_message_chars; create_app documents the real one
-)
+MAX_TEXT_CHARS_DOC = 4000  # the default Settings.max_message_chars; create_app documents the real one
 MAX_SEQ = 2**31 - 1
 CONVERSATION_ID = r"^[A-Za-z0-9_-]{1,64}$"
 
@@ -57,9 +55,7 @@ class _Response(BaseModel):
 
 def _text(description: str) -> Any:
     # Bounds are documented (and enforced by clean_text with a typed error), not enforced here.
-    return Field(
-        description=description, json_schema_extra={"minLength": 1, "maxLength": MAX_TEXT_CHARS_DOC}
-    )
+    return Field(description=description, json_schema_extra={"minLength": 1, "maxLength": MAX_TEXT_CHARS_DOC})
 
 
 class MessageIn(_Request):
@@ -77,9 +73,7 @@ class HumanMessageIn(_Request):
 
 
 class ReleaseIn(_Request):
-    note: str = Field(
-        default="", max_length=1000, description="Why the conversation goes back to the bot."
-    )
+    note: str = Field(default="", max_length=1000, description="Why the conversation goes back to the bot.")
 
 
 class Error(_Response):
@@ -98,12 +92,8 @@ class ConversationCreated(_Response):
 class TurnOut(_Response):
     conversation_id: str
     turn: int
-    message_seq: int = Field(
-        description="Sequence number of the customer's message in the event log."
-    )
-    reply: str | None = Field(
-        description="The bot's reply; null while a person owns the conversation."
-    )
+    message_seq: int = Field(description="Sequence number of the customer's message in the event log.")
+    reply: str | None = Field(description="The bot's reply; null while a person owns the conversation.")
     department: Department
     mode: Mode
     escalated: bool
@@ -130,9 +120,7 @@ class ChatEvent(_Response):
 class ChatEvents(_Response):
     conversation_id: str
     events: list[ChatEvent]
-    last_seq: int = Field(
-        description="The last sequence number read (pass it as ?after= next time)."
-    )
+    last_seq: int = Field(description="The last sequence number read (pass it as ?after= next time).")
 
 
 class ConsoleEvent(_Response):
@@ -197,6 +185,4 @@ def chat_event(r: Recorded) -> ChatEvent | None:
 
 
 def console_event(r: Recorded) -> ConsoleEvent:
-    return ConsoleEvent(
-        seq=r.seq, turn=r.turn, type=r.event.type, at=r.at, data=r.event.model_dump(mode="json")
-    )
+    return ConsoleEvent(seq=r.seq, turn=r.turn, type=r.event.type, at=r.at, data=r.event.model_dump(mode="json"))

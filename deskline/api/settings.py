@@ -27,9 +27,7 @@ class WebSettings:
     max_body_bytes: int = 64 * 1024
     host: str = "127.0.0.1"
     port: int = 8000
-    poll_interval_s: float = (
-        0.5  # how often a live stream looks for events other processes appended
-    )
+    poll_interval_s: float = 0.5  # how often a live stream looks for events other processes appended
     heartbeat_s: float = 15.0  # a comment line keeps idle streams open through proxies
     agent_key_cache_s: float = 60.0  # a verified agent key skips the slow hash for this long
 
@@ -46,9 +44,7 @@ class WebSettings:
 
         base = cls()
         try:
-            origins = tuple(
-                o.strip().rstrip("/") for o in (get("CORS_ORIGINS") or "").split(",") if o.strip()
-            )
+            origins = tuple(o.strip().rstrip("/") for o in (get("CORS_ORIGINS") or "").split(",") if o.strip())
             settings = replace(
                 base,
                 cors_origins=origins,
@@ -59,11 +55,7 @@ class WebSettings:
             )
         except ValueError as exc:
             raise ConfigError(f"a DESKLINE_* web setting is not valid: {exc}") from exc
-        if (
-            settings.sla_seconds < 0
-            or settings.max_body_bytes < 1024
-            or not 0 < settings.port < 65536
-        ):
+        if settings.sla_seconds < 0 or settings.max_body_bytes < 1024 or not 0 < settings.port < 65536:
             raise ConfigError(
                 "DESKLINE_SLA_SECONDS must be >= 0, DESKLINE_MAX_BODY_BYTES >= 1024 and "
                 "DESKLINE_PORT between 1 and 65535"

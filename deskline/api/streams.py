@@ -19,15 +19,22 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
 
+from fastapi import Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from deskline.eventlog.events import Recorded
 from deskline.eventlog.store import EventStore
 
+if TYPE_CHECKING:
+    from deskline.api.deps import Services
+
 SSE_MEDIA_TYPE = "text/event-stream"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+Page = TypeVar("Page", bound=BaseModel)
 
 
 @dataclass(slots=True)
@@ -101,3 +108,30 @@ async def event_stream(
                     await asyncio.wait_for(wake.wait(), timeout=poll_interval_s)
     finally:
         notifier.unsubscribe(conversation_id)
+
+
+async def events_response(
+    svc: Services,
+    request: Request,
+    cid: str,
+    after: int,
+    last_event_id: int | None,
+    view: Callable[[Recorded], BaseModel | None],
+    page: Callable[..., Page],
+) -> Page | StreamingResponse:
+    """A JSON page, or a live stream, of ``view(event)`` for the events after ``after``."""
+    start = last_event_id if last_event_id is not None else after
+    if SSE_MEDIA_TYPE in request.headers.get("accept", ""):
+        stream = event_stream(
+            svc.desk.store,
+            svc.notifier,
+            cid,
+            start,
+            view,
+            poll_interval_s=svc.web.poll_interval_s,
+            heartbeat_s=svc.web.heartbeat_s,
+        )
+        return StreamingResponse(stream, media_type=SSE_MEDIA_TYPE, headers=SSE_HEADERS)
+    records = await run_in_threadpool(svc.desk.store.load, cid, start)
+    shown = [v for r in records if (v := view(r)) is not None]
+    return page(conversation_id=cid, events=shown, last_seq=records[-1].seq if records else start)

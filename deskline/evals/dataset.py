@@ -1,4 +1,4 @@
-"""Recorded queries as a pydantic-evals ``Dataset``: read from CSV or JSONL, or exported from the log.
+"""Recorded queries as a pydantic-evals ``Dataset``: from CSV or JSONL, or exported from the log.
 
 A row is one customer message: ``text`` plus any of ``department``, ``intent``, ``escalate``,
 ``mode``, ``entities``, ``facts``, ``conversation_id`` and ``turn``. Rows that share a
@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -47,8 +48,12 @@ from deskline.routing.classifier import normalise
 ENTITY_NAMES: frozenset[str] = frozenset(get_args(EntityName))
 MODES: frozenset[str] = frozenset(get_args(Mode))
 FACT_KEYS = ("facts", "reply_facts", "expected_facts", "reply_contains")
-KNOWN_KEYS = frozenset({"text", "department", "intent", "escalate", "mode", "entities", "conversation_id",
-                        "turn", "source_intent", "ambiguous", *FACT_KEYS})
+KNOWN_KEYS = frozenset({"text", "department", "intent", "escalate", "mode", "entities",
+                        "conversation_id", "turn", "source_intent", "ambiguous", *FACT_KEYS})
+LABEL_MAP = "label_map"  # metadata key of a row read from a label map, not a recorded query
+ENTITY_FIELDS = {"invoice_id": "invoice_ids", "payment_id": "payment_ids", "charge_id": "charge_ids",
+                 "amount": "amounts", "email": "emails", "card_last4": "card_last4"}
+_SEPARATORS = re.compile(r"[;|\s]+|,(?!\d)")
 _TRUE = frozenset({"1", "true", "yes", "y", "t"})
 _FALSE = frozenset({"0", "false", "no", "n", "f"})
 
@@ -100,6 +105,45 @@ def load_dataset(path: Path, name: str | None = None) -> EvalDataset:
     return to_dataset(read_queries(path), name or path.stem, source=str(path))
 
 
+def load_datasets(paths: Sequence[Path], name: str | None = None) -> EvalDataset:
+    """Several query files as one dataset; case names are prefixed with their file's stem."""
+    if len(paths) == 1:
+        return load_dataset(paths[0], name)
+    cases: list[EvalCase] = []
+    for path in paths:
+        for case in load_dataset(path).cases:
+            case.name = f"{path.stem}/{case.name}"
+            cases.append(case)
+    return Dataset(name=name or "+".join(p.stem for p in paths), cases=cases)
+
+
+def limit_cases(dataset: EvalDataset, limit: int | None) -> EvalDataset:
+    """The first ``limit`` cases (all when ``None``)."""
+    if limit is None or limit >= len(dataset.cases):
+        return dataset
+    return Dataset(name=dataset.name, cases=list(dataset.cases[:limit]))
+
+
+def resolve_data(name: str | Path) -> Path:
+    """A query file by path, or by bare name in the places the shared data lives.
+
+    Searched in order: as given, the repository root, ``bench/data``, the package's training
+    data, ``$DESKLINE_EVAL_DATA`` and ``../shared/data`` beside the repository.
+    """
+    import os
+
+    path = Path(name)
+    root = Path(__file__).resolve().parents[2]
+    env = os.environ.get("DESKLINE_EVAL_DATA")
+    places = list(dict.fromkeys([Path.cwd(), root, root / "bench" / "data", root / "deskline" / "routing" / "data",
+                                 *([Path(env)] if env else []), root.parent / "shared" / "data"]))
+    for candidate in [path, *(p / path for p in places), *(p / path.name for p in places)]:
+        if candidate.is_file():
+            return candidate
+    raise DatasetError(f"cannot find {name}: looked in {', '.join(str(p) for p in places)} "
+                       "(set DESKLINE_EVAL_DATA to the directory that holds it)", path=str(name))
+
+
 def read_queries(path: Path) -> list[Query]:
     """Every row of a ``.csv`` or ``.jsonl`` file (``.json`` lines work too)."""
     if not path.is_file():
@@ -118,9 +162,20 @@ def read_queries(path: Path) -> list[Query]:
 def _read_csv(path: Path) -> list[Query]:
     with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
-        if reader.fieldnames is None or "text" not in reader.fieldnames:
+        fields = set(reader.fieldnames or ())
+        if "text" not in fields and {"intent", "department"} <= fields:
+            return [parse_row(_label_map_row(row), i, path) for i, row in enumerate(reader, start=1)]
+        if "text" not in fields:
             raise DatasetError(f"{path}: the header has no 'text' column", path=str(path))
         return [parse_row(row, i, path) for i, row in enumerate(reader, start=1)]
+
+
+def _label_map_row(row: dict[str, str]) -> dict[str, Any]:
+    """A label map row (intent,department,note) as a query whose text is the intent's name: a
+    smoke test of the map against the router, labelled as such, not a quality figure."""
+    text = re.sub(r"[_/]+", " ", row["intent"]).strip().lower()
+    return {"text": text, "department": row["department"], "source_intent": row["intent"],
+            "ambiguous": "AMBIGUOUS" in (row.get("note") or ""), LABEL_MAP: True}
 
 
 def _read_jsonl(path: Path) -> list[Query]:
@@ -132,9 +187,11 @@ def _read_jsonl(path: Path) -> list[Query]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DatasetError(f"{path}:{line_no}: not JSON: {exc.msg}", path=str(path), line=line_no) from exc
+                raise DatasetError(f"{path}:{line_no}: not JSON: {exc.msg}", path=str(path),
+                                   line=line_no) from exc
             if not isinstance(row, dict):
-                raise DatasetError(f"{path}:{line_no}: a line must be a JSON object", path=str(path), line=line_no)
+                raise DatasetError(f"{path}:{line_no}: a line must be a JSON object",
+                                   path=str(path), line=line_no)
             queries.append(parse_row(row, line_no, path))
     return queries
 
@@ -161,18 +218,15 @@ def parse_row(row: dict[str, Any], row_no: int, path: Path | str = "<rows>") -> 
         if escalate is None and department is not None:
             escalate = department == "human"
         turn = _blank(row.get("turn"))
-        expect = Expectation(
-            department=cast(Department | None, department),
-            intent=_str(row.get("intent")),
-            escalate=escalate,
-            mode=None if mode is None else str(mode),
-            entities=_entities(row.get("entities")),
-            facts=_facts(next((row[k] for k in FACT_KEYS if _blank(row.get(k)) is not None), None)),
-        )
+        facts = next((row[k] for k in FACT_KEYS if _blank(row.get(k)) is not None), None)
+        expect = Expectation(department=cast(Department | None, department),
+                             intent=_str(row.get("intent")), escalate=escalate,
+                             mode=None if mode is None else str(mode),
+                             entities=_entities(row.get("entities")), facts=_facts(facts))
         return Query(row=row_no, text=text, expect=expect, conversation_id=_str(row.get("conversation_id")),
-                      turn=None if turn is None else int(turn), source_intent=_str(row.get("source_intent")),
-                      ambiguous=bool(_bool(row.get("ambiguous"))),
-                      extra={k: v for k, v in row.items() if k not in KNOWN_KEYS and _blank(v) is not None})
+                     turn=None if turn is None else int(turn), source_intent=_str(row.get("source_intent")),
+                     ambiguous=bool(_bool(row.get("ambiguous"))),
+                     extra={k: v for k, v in row.items() if k not in KNOWN_KEYS and _blank(v) is not None})
     except (TypeError, ValueError) as exc:
         raise fail(str(exc)) from exc
 
@@ -186,21 +240,14 @@ def to_dataset(queries: Sequence[Query], name: str, source: str = "") -> EvalDat
     trained = training_digests()
     cases: list[EvalCase] = []
     for key, group in groups.items():
-        turns = sorted(group, key=lambda q: (q.turn if q.turn is not None else q.row))
-        cases.append(Case(
-            name=key,
-            inputs=Dialogue(texts=tuple(q.text for q in turns)),
-            expected_output=tuple(q.expect for q in turns),
-            metadata={
-                "source": source,
-                "rows": [q.row for q in turns],
+        turns = sorted(group, key=lambda q: q.turn if q.turn is not None else q.row)
+        meta = {"source": source, "rows": [q.row for q in turns],
                 "conversation_id": turns[0].conversation_id,
                 "trained_on": [digest(q.text) in trained for q in turns],
                 "ambiguous": [q.ambiguous for q in turns],
-                "source_intent": [q.source_intent for q in turns],
-                "extra": [q.extra for q in turns],
-            },
-        ))
+                "source_intent": [q.source_intent for q in turns], "extra": [q.extra for q in turns]}
+        cases.append(Case(name=key, inputs=Dialogue(texts=tuple(q.text for q in turns)),
+                          expected_output=tuple(q.expect for q in turns), metadata=meta))
     return Dataset(name=name, cases=cases)
 
 
@@ -219,7 +266,7 @@ def training_digests() -> frozenset[bytes]:
         path = DATA_DIR / name
         if path.is_file():
             with path.open(encoding="utf-8", newline="") as handle:
-                found.update(digest(row["text"]) for row in csv.DictReader(handle) if row.get("text"))
+                found.update(digest(r["text"]) for r in csv.DictReader(handle) if r.get("text"))
     return frozenset(found)
 
 
@@ -246,7 +293,8 @@ def turn_rows(conversation_id: str, records: Sequence[Recorded]) -> Iterator[dic
             continue
         plan = next((e.plan for e in events if isinstance(e, PlanMade)), None)
         reply = next((e for e in events if isinstance(e, ReplySent)), None)
-        person = any(isinstance(e, EscalationRequested | EscalationClaimed | HumanReplied | TurnHeld) for e in events)
+        took_over = EscalationRequested | EscalationClaimed | HumanReplied | TurnHeld
+        person = any(isinstance(e, took_over) for e in events)
         row: dict[str, Any] = {"text": message.text, "conversation_id": conversation_id, "turn": turn}
         if person:
             row["department"] = "human"
@@ -256,8 +304,8 @@ def turn_rows(conversation_id: str, records: Sequence[Recorded]) -> Iterator[dic
         if plan is not None:
             row["intent"] = plan.intent
             row["mode"] = plan.mode
-        names = handoff_entities([e.handoff.case.entities for e in events if isinstance(e, HandoffSent)])
-        if names:
+        if names := handoff_entities([e.handoff.case.entities for e in events
+                                      if isinstance(e, HandoffSent)]):
             row["entities"] = [f"{n}={v}" for n, v in names]
         row["outcome"] = reply.outcome if reply is not None else "held"
         yield row
@@ -265,21 +313,14 @@ def turn_rows(conversation_id: str, records: Sequence[Recorded]) -> Iterator[dic
 
 def handoff_entities(found: Sequence[Entities]) -> list[tuple[str, str]]:
     """(name, value) of every entity the handoffs carried, without repeats."""
-    pairs: dict[tuple[str, str], None] = {}
-    for entities in found:
-        for name in sorted(ENTITY_NAMES - {"customer_id"}):
-            for value in entity_values(entities, name):
-                pairs[(name, value)] = None
+    pairs = {(name, v): None for e in found for name in ENTITY_FIELDS for v in entity_values(e, name)}
     return list(pairs)
 
 
 def entity_values(entities: Entities, name: str) -> tuple[str, ...]:
     """The values of one named entity (``invoice_id`` -> the invoice ids) as strings."""
-    field_name = {"invoice_id": "invoice_ids", "payment_id": "payment_ids", "charge_id": "charge_ids",
-                  "amount": "amounts", "email": "emails", "card_last4": "card_last4"}.get(name)
-    if field_name is None:
-        return ()
-    return tuple(str(v) for v in getattr(entities, field_name))
+    field_name = ENTITY_FIELDS.get(name)
+    return () if field_name is None else tuple(str(v) for v in getattr(entities, field_name))
 
 
 def _blank(value: Any) -> Any:
@@ -311,8 +352,8 @@ def _entities(value: Any) -> tuple[tuple[str, str | None], ...]:
         items: list[str] = [f"{k}={v}" if v not in (None, "") else str(k) for k, v in value.items()]
     elif isinstance(value, list):
         items = [str(v) for v in value]
-    else:
-        items = str(value).replace(";", " ").replace(",", " ").replace("|", " ").split()
+    else:  # a comma followed by a digit belongs to an amount ("amount=$1,200.00")
+        items = [i for i in _SEPARATORS.split(str(value)) if i]
     out: list[tuple[str, str | None]] = []
     for item in items:
         name, _, wanted = item.partition("=")

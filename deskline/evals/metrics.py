@@ -20,7 +20,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 ABSTAIN = "abstain"
 ERROR = "error"
@@ -41,8 +41,13 @@ class ClassScores:
     tp: int
 
     def to_dict(self) -> dict[str, float | int | None]:
-        return {"precision": _r(self.precision), "recall": _r(self.recall), "f1": _r(self.f1),
-                "support": self.support, "predicted": self.predicted}
+        return {
+            "precision": _r(self.precision),
+            "recall": _r(self.recall),
+            "f1": _r(self.f1),
+            "support": self.support,
+            "predicted": self.predicted,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +59,11 @@ class Confusion:
     matrix: tuple[tuple[int, ...], ...]
 
     def to_dict(self) -> dict[str, object]:
-        return {"rows": list(self.rows), "columns": list(self.columns), "matrix": [list(r) for r in self.matrix]}
+        return {
+            "rows": list(self.rows),
+            "columns": list(self.columns),
+            "matrix": [list(r) for r in self.matrix],
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +110,8 @@ def class_scores(expected: Sequence[str], predicted: Sequence[str], label: str) 
             fp += 1
         elif e == label:
             fn += 1
-    return ClassScores(precision=ratio(tp, tp + fp), recall=ratio(tp, tp + fn),
-                       f1=ratio(2 * tp, 2 * tp + fp + fn), support=tp + fn, predicted=tp + fp, tp=tp)
+    return ClassScores(precision=ratio(tp, tp + fp), recall=ratio(tp, tp + fn), f1=ratio(2 * tp, 2 * tp + fp + fn),
+                       support=tp + fn, predicted=tp + fp, tp=tp)
 
 
 def per_class(expected: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> dict[str, ClassScores]:
@@ -140,17 +149,36 @@ class BinaryScores:
     tn: int
 
     def to_dict(self) -> dict[str, float | int | None]:
-        return {"precision": _r(self.precision), "recall": _r(self.recall), "f1": _r(self.f1),
-                "tp": self.tp, "fp": self.fp, "fn": self.fn, "support": self.tp + self.fn}
+        return {
+            "precision": _r(self.precision),
+            "recall": _r(self.recall),
+            "f1": _r(self.f1),
+            "tp": self.tp,
+            "fp": self.fp,
+            "fn": self.fn,
+            "support": self.tp + self.fn,
+        }
 
 
 def binary_scores(expected: Sequence[bool], predicted: Sequence[bool]) -> BinaryScores:
     """Precision, recall and F1 of ``True`` as the positive class."""
     _same_length(expected, predicted)
     pairs = Counter(zip(expected, predicted, strict=True))
-    tp, fp, fn, tn = pairs[(True, True)], pairs[(False, True)], pairs[(True, False)], pairs[(False, False)]
-    return BinaryScores(precision=ratio(tp, tp + fp), recall=ratio(tp, tp + fn),
-                        f1=ratio(2 * tp, 2 * tp + fp + fn), tp=tp, fp=fp, fn=fn, tn=tn)
+    tp, fp, fn, tn = (
+        pairs[(True, True)],
+        pairs[(False, True)],
+        pairs[(True, False)],
+        pairs[(False, False)],
+    )
+    return BinaryScores(
+        precision=ratio(tp, tp + fp),
+        recall=ratio(tp, tp + fn),
+        f1=ratio(2 * tp, 2 * tp + fp + fn),
+        tp=tp,
+        fp=fp,
+        fn=fn,
+        tn=tn,
+    )
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -238,11 +266,12 @@ def routing(rows: Sequence[Scored], labels: Sequence[str]) -> dict[str, object]:
     }
 
 
-def summarise(rows: Sequence[Scored], labels: Sequence[str]) -> dict[str, object]:
+def summarise(rows: Sequence[Scored], labels: Sequence[str]) -> dict[str, Any]:
     """Every stage's figures over ``rows``: the body of ``deskline eval --json``."""
     route = routing(rows, labels)
     matrix = route.pop("confusion")
     assert isinstance(matrix, Confusion)
+    route["labelled"] = route.pop("n")  # turns with a department label; "n" counts every turn
     esc = [r for r in rows if r.expected_escalate is not None]
     intents = [r for r in rows if r.expected_intent is not None]
     modes = [r for r in rows if r.expected_mode is not None]
@@ -251,12 +280,13 @@ def summarise(rows: Sequence[Scored], labels: Sequence[str]) -> dict[str, object
     cost = sum(r.cost_usd for r in rows)
     tokens_in, tokens_out = sum(r.input_tokens for r in rows), sum(r.output_tokens for r in rows)
     trained = rate(r.trained_on for r in rows)
-    out: dict[str, object] = {
+    esc_scores = binary_scores([bool(r.expected_escalate) for r in esc], [r.escalated for r in esc])
+    out: dict[str, Any] = {
         "n": len(rows),
         **route,
         "confusion_matrix": matrix.to_dict(),
         "abstain_rate": _r(rate(r.predicted == ABSTAIN for r in rows)),
-        "escalation": binary_scores([bool(r.expected_escalate) for r in esc], [r.escalated for r in esc]).to_dict(),
+        "escalation": esc_scores.to_dict(),
         "intent": {"n": len(intents), "accuracy": _r(rate(r.intent == r.expected_intent for r in intents))},
         "plan_mode": {"counts": dict(Counter(r.mode for r in rows).most_common()), "n": len(modes),
                       "accuracy": _r(rate(r.mode == r.expected_mode for r in modes))},
@@ -286,6 +316,25 @@ def worst_misroutes(rows: Sequence[Scored], limit: int = 25) -> list[Scored]:
     """Misrouted turns, the most confidently wrong first (abstentions are not misroutes)."""
     wrong = [r for r in rows if r.misrouted and r.predicted != ABSTAIN]
     return sorted(wrong, key=lambda r: (-r.confidence, r.case, r.turn))[:limit]
+
+
+def gate(summary: dict[str, object], baseline: dict[str, object]) -> list[str]:
+    """Why ``summary`` fails the committed baseline (macro-F1, human recall), or nothing."""
+    tolerance = float(baseline.get("tolerance", 0.005))  # type: ignore[arg-type]
+    per = summary.get("per_department")
+    human = per.get("human") if isinstance(per, dict) else None
+    found = {
+        "macro_f1": summary.get("macro_f1"),
+        "human_recall": human.get("recall") if isinstance(human, dict) else None,
+    }
+    problems = []
+    for key, value in found.items():
+        floor = float(baseline[key]) - tolerance  # type: ignore[arg-type]
+        if not isinstance(value, int | float) or value < floor:
+            problems.append(
+                f"{key} {value} is below the baseline {baseline[key]} - {tolerance} = {floor:.4f}"
+            )
+    return problems
 
 
 def _subset(route: dict[str, object]) -> dict[str, object]:

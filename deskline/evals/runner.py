@@ -15,28 +15,24 @@ confusion matrix, headline scores). Two engines build the same report:
 
 from __future__ import annotations
 
+import gc
+import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic_evals.evaluators import EvaluationResult, Evaluator, EvaluatorContext
 from pydantic_evals.evaluators.report_evaluator import ReportEvaluator, ReportEvaluatorContext
-from pydantic_evals.otel._errors import SpanTreeRecordingError
+from pydantic_evals.otel import SpanTreeRecordingError
 from pydantic_evals.reporting import EvaluationReport, ReportCase
 from pydantic_evals.reporting.analyses import ConfusionMatrix, ReportAnalysis, ScalarResult
 
-from deskline.evals.dataset import Dialogue, EvalCase, EvalDataset, Expectation, entity_values
+from deskline.evals.dataset import ENTITY_FIELDS, Dialogue, EvalDataset, Expectation, entity_values
 from deskline.evals.metrics import ABSTAIN, ERROR, Confusion, Scored, routing, summarise
-from deskline.eventlog.events import (
-    EscalationRequested,
-    HandoffSent,
-    ModelCalled,
-    PlanMade,
-    ReplySent,
-    TurnHeld,
-)
+from deskline.eventlog.events import EscalationRequested, HandoffSent, ModelCalled, PlanMade, ReplySent, TurnHeld
 from deskline.handoffs.payload import DEPARTMENTS
 from deskline.hierarchy.desk import SupportDesk
 
@@ -83,12 +79,13 @@ async def run_turn(desk: SupportDesk, conversation_id: str, text: str) -> Observ
     started = time.perf_counter()
     try:
         result = await desk.handle(conversation_id, text)
-    except Exception as exc:  # noqa: BLE001 - an eval reports every failing turn and goes on
-        return Observed(department="other", mode="", stage="", latency_ms=_ms(started),
-                        error=f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # an eval reports every failing turn and goes on to the next
+        error = f"{type(exc).__name__}: {exc}"
+        return Observed(department="other", mode="", stage="", latency_ms=_ms(started), error=error)
     latency = _ms(started)
     steps: tuple[str, ...] = ()
     handed: dict[tuple[str, str], None] = {}
+    said: list[tuple[str, str]] = []
     summary, grounded, outcome, held = "", None, "", False
     calls = tokens_in = tokens_out = 0
     cost = 0.0
@@ -96,38 +93,36 @@ async def run_turn(desk: SupportDesk, conversation_id: str, text: str) -> Observ
         e = record.event
         if isinstance(e, PlanMade):
             steps = tuple(s.skill for s in e.plan.steps)
-            for name, values in _entity_pairs(e.entities):
-                handed.update(((name, v), None) for v in values)
+            said = _entity_pairs(e.entities)
         elif isinstance(e, HandoffSent):
             handed[("customer_id", e.handoff.case.customer_id)] = None
-            for name, values in _entity_pairs(e.handoff.case.entities):
-                handed.update(((name, v), None) for v in values)
+            handed.update(dict.fromkeys(_entity_pairs(e.handoff.case.entities)))
         elif isinstance(e, ModelCalled):
-            calls += 1
-            tokens_in += e.input_tokens
-            tokens_out += e.output_tokens
-            cost += float(e.cost_usd)
+            calls, cost = calls + 1, cost + float(e.cost_usd)
+            tokens_in, tokens_out = tokens_in + e.input_tokens, tokens_out + e.output_tokens
         elif isinstance(e, EscalationRequested):
             summary = e.summary
         elif isinstance(e, ReplySent):
             grounded, outcome = e.grounded, e.outcome
         elif isinstance(e, TurnHeld):
             held, outcome = True, "held"
+    if summary:  # a warm transfer carries what the customer named, in its summary
+        handed.update(dict.fromkeys(said))
     return Observed(
         department=result.department, mode=result.mode, stage=result.stage, intent=result.intent,
-        confidence=result.confidence, escalated=result.escalated or held,
-        abstained=result.mode == "clarify" and result.stage == "fallback", held=held, outcome=outcome,
+        confidence=result.confidence, escalated=result.escalated or held, held=held,
+        abstained=result.mode == "clarify" and result.stage == "fallback", outcome=outcome,
         grounded=grounded, reply=result.reply, steps=steps, handed_off=tuple(handed),
-        escalation_summary=summary, llm_calls=calls, input_tokens=tokens_in, output_tokens=tokens_out,
-        cost_usd=cost, latency_ms=latency)
+        escalation_summary=summary, llm_calls=calls, input_tokens=tokens_in,
+        output_tokens=tokens_out, cost_usd=cost, latency_ms=latency)
 
 
-def _entity_pairs(entities: Any) -> list[tuple[str, tuple[str, ...]]]:
-    names = ("invoice_id", "payment_id", "charge_id", "amount", "email", "card_last4")
-    return [(n, v) for n in names if (v := entity_values(entities, n))]
+def _entity_pairs(entities: Any) -> list[tuple[str, str]]:
+    return [(n, v) for n in ENTITY_FIELDS for v in entity_values(entities, n)]
 
 
-async def run_dialogue(desk: SupportDesk, conversation_id: str, dialogue: Dialogue) -> tuple[Observed, ...]:
+async def run_dialogue(desk: SupportDesk, conversation_id: str,
+                       dialogue: Dialogue) -> tuple[Observed, ...]:
     """A case's turns, in order, on one conversation."""
     return tuple([await run_turn(desk, conversation_id, text) for text in dialogue.texts])
 
@@ -140,7 +135,8 @@ def missing_entities(expect: Expectation, seen: Observed) -> tuple[str, ...]:
         if wanted is None:
             ok = bool(values)
         else:
-            ok = any(_same_value(v, wanted) for v in values) or wanted.lower() in seen.escalation_summary.lower()
+            summary = seen.escalation_summary.lower()
+            ok = any(_same_value(v, wanted) for v in values) or wanted.lower() in summary
         if not ok:
             missing.append(name if wanted is None else f"{name}={wanted}")
     return tuple(missing)
@@ -163,49 +159,61 @@ class DeskChecks(Evaluator[Dialogue, Any, dict[str, Any]]):
     answered as the dataset expects (a check with nothing to check is left out)."""
 
     def evaluate(self, ctx: EvaluatorContext[Dialogue, Any, dict[str, Any]]) -> dict[str, bool]:
-        pairs = list(zip(ctx.expected_output or (), ctx.output, strict=False))
-        checks: dict[str, list[bool]] = {"routed": [], "escalation": [], "mode": [], "intent": [],
-                                         "entities": [], "reply_facts": [], "grounded": []}
-        for expect, seen in pairs:
-            if expect.department is not None:
-                checks["routed"].append(seen.label == expect.department)
-            if expect.escalate is not None:
-                checks["escalation"].append(seen.escalated == expect.escalate)
-            if expect.mode is not None:
-                checks["mode"].append(seen.mode == expect.mode)
-            if expect.intent is not None:
-                checks["intent"].append(seen.intent == expect.intent)
-            if expect.entities:
-                checks["entities"].append(not missing_entities(expect, seen))
-            if expect.facts:
-                checks["reply_facts"].append(not missing_facts(expect, seen))
-            if seen.grounded is not None:
-                checks["grounded"].append(seen.grounded)
-        return {name: all(flags) for name, flags in checks.items() if flags}
+        checks: dict[str, bool] = {}
+        for expect, seen in zip(ctx.expected_output or (), ctx.output, strict=False):
+            for name, ok in turn_checks(expect, seen).items():
+                checks[name] = checks.get(name, True) and ok
+        return checks
+
+
+def turn_checks(expect: Expectation, seen: Observed) -> dict[str, bool]:
+    """The checks that apply to one turn, and whether each passed."""
+    out: dict[str, bool] = {}
+    if expect.department is not None:
+        out["routed"] = seen.label == expect.department
+    if expect.escalate is not None:
+        out["escalation"] = seen.escalated == expect.escalate
+    if expect.mode is not None:
+        out["mode"] = seen.mode == expect.mode
+    if expect.intent is not None:
+        out["intent"] = seen.intent == expect.intent
+    if expect.entities:
+        out["entities"] = not missing_entities(expect, seen)
+    if expect.facts:
+        out["reply_facts"] = not missing_facts(expect, seen)
+    if seen.grounded is not None:
+        out["grounded"] = seen.grounded
+    return out
 
 
 @dataclass(repr=False)
 class RoutingAnalyses(ReportEvaluator[Dialogue, Any, dict[str, Any]]):
     """The routing confusion matrix and headline scores of the whole run."""
 
-    def evaluate(self, ctx: ReportEvaluatorContext[Dialogue, Any, dict[str, Any]]) -> list[ReportAnalysis]:
-        route = routing(scored_rows(ctx.report), DEPARTMENTS)
-        matrix = route["confusion"]
-        assert isinstance(matrix, Confusion)
-        # pydantic-evals draws one label set on both axes: abstain/error rows are all zero.
-        by_row = dict(zip(matrix.rows, matrix.matrix, strict=True))
-        square = [list(by_row.get(label, (0,) * len(matrix.columns))) for label in matrix.columns]
-        analyses: list[ReportAnalysis] = [ConfusionMatrix(
-            title="Routing (rows expected, columns predicted)", class_labels=list(matrix.columns), matrix=square)]
-        for key in ("accuracy", "macro_f1"):
-            value = route[key]
-            if isinstance(value, float | int):
-                analyses.append(ScalarResult(title=key, value=value))
-        return analyses
+    def evaluate(self, ctx: ReportEvaluatorContext[Dialogue, Any, dict[str, Any]]) -> list[Any]:
+        return routing_analyses(scored_rows(ctx.report))
+
+
+def routing_analyses(rows: Sequence[Scored]) -> list[ReportAnalysis]:
+    """The pydantic-evals analyses of the routing: its confusion matrix, accuracy and macro-F1."""
+    route = routing(rows, DEPARTMENTS)
+    matrix = route["confusion"]
+    assert isinstance(matrix, Confusion)
+    # pydantic-evals draws one label set on both axes: abstain/error rows are all zero.
+    by_row = dict(zip(matrix.rows, matrix.matrix, strict=True))
+    square = [list(by_row.get(label, (0,) * len(matrix.columns))) for label in matrix.columns]
+    title = "Routing (rows expected, columns predicted)"
+    analyses: list[ReportAnalysis] = [
+        ConfusionMatrix(title=title, class_labels=list(matrix.columns), matrix=square)]
+    for key in ("accuracy", "macro_f1"):
+        if isinstance(value := route[key], float | int):
+            analyses.append(ScalarResult(title=key, value=value))
+    return analyses
 
 
 def case_metrics(outputs: Sequence[Observed]) -> dict[str, float | int]:
-    return {"llm_calls": sum(o.llm_calls for o in outputs), "cost_usd": sum(o.cost_usd for o in outputs),
+    return {"llm_calls": sum(o.llm_calls for o in outputs),
+            "cost_usd": sum(o.cost_usd for o in outputs),
             "latency_ms": sum(o.latency_ms for o in outputs),
             "tokens": sum(o.input_tokens + o.output_tokens for o in outputs)}
 
@@ -216,7 +224,8 @@ def scored_rows(report: EvaluationReport[Dialogue, Any, dict[str, Any]]) -> list
     for case in report.cases:
         meta = case.metadata or {}
         trained, ambiguous = meta.get("trained_on", ()), meta.get("ambiguous", ())
-        for i, (expect, seen) in enumerate(zip(case.expected_output or (), case.output, strict=False)):
+        pairs = zip(case.expected_output or (), case.output, strict=False)
+        for i, (expect, seen) in enumerate(pairs):
             rows.append(Scored(
                 case=case.name, turn=i + 1, text=case.inputs.texts[i], expected=expect.department,
                 predicted=seen.label, expected_escalate=expect.escalate, escalated=seen.escalated,
@@ -225,10 +234,10 @@ def scored_rows(report: EvaluationReport[Dialogue, Any, dict[str, Any]]) -> list
                 entities_ok=(not missing_entities(expect, seen)) if expect.entities else None,
                 facts_ok=(not missing_facts(expect, seen)) if expect.facts else None,
                 grounded=seen.grounded, llm_calls=seen.llm_calls, input_tokens=seen.input_tokens,
-                output_tokens=seen.output_tokens, cost_usd=seen.cost_usd, latency_ms=seen.latency_ms,
-                error=seen.error, trained_on=bool(trained[i]) if i < len(trained) else False,
-                ambiguous=bool(ambiguous[i]) if i < len(ambiguous) else False, outcome=seen.outcome,
-                reply=seen.reply))
+                output_tokens=seen.output_tokens, cost_usd=seen.cost_usd,
+                latency_ms=seen.latency_ms, error=seen.error, outcome=seen.outcome,
+                trained_on=bool(trained[i]) if i < len(trained) else False,
+                ambiguous=bool(ambiguous[i]) if i < len(ambiguous) else False, reply=seen.reply))
     return rows
 
 
@@ -247,21 +256,25 @@ class EvalRun:
         return len(self.rows) / self.elapsed_s if self.elapsed_s else 0.0
 
 
-async def evaluate(dataset: EvalDataset, desk: SupportDesk, *, engine: Engine = "auto", concurrency: int = 8,
-                   progress: bool = False) -> EvalRun:
+async def evaluate(dataset: EvalDataset, desk: SupportDesk, *, engine: Engine = "auto",
+                   concurrency: int = 8, progress: bool = False) -> EvalRun:
     """Every case of ``dataset`` through ``desk`` (fresh: nothing else should have used it)."""
     chosen = engine if engine != "auto" else ("pydantic-evals" if desk.settings.models_path else "direct")
     tag = uuid.uuid4().hex[:8]
     started = time.perf_counter()
     if chosen == "direct":
-        report = await _direct(dataset, desk, tag, progress)
+        with _collector_paused():
+            report = await _direct(dataset, desk, tag, progress)
+        rows = scored_rows(report)
+        report.analyses.extend(routing_analyses(rows))  # what RoutingAnalyses gives, rows made once
     else:
         report = await _framework(dataset, desk, tag, concurrency, progress)
-    elapsed = time.perf_counter() - started
-    rows = scored_rows(report)
+        rows = scored_rows(report)
     summary = summarise(rows, DEPARTMENTS)
-    summary["failures"] = [*summary["failures"],  # type: ignore[list-item]
-                           *({"case": f.name, "turn": None, "text": "", "error": f.error_message} for f in report.failures)]
+    elapsed = time.perf_counter() - started  # running and scoring: what "queries per second" counts
+    failed = [{"case": f.name, "turn": None, "text": "", "error": f.error_message}
+              for f in report.failures]
+    summary["failures"] = [*summary["failures"], *failed]
     return EvalRun(report=report, rows=rows, summary=summary, elapsed_s=elapsed, engine=chosen)
 
 
@@ -272,14 +285,16 @@ async def _framework(dataset: EvalDataset, desk: SupportDesk, tag: str, concurre
     ids = {id(case.inputs): f"eval-{tag}-{i}" for i, case in enumerate(dataset.cases)}
 
     async def task(dialogue: Dialogue) -> tuple[Observed, ...]:
-        outputs = await run_dialogue(desk, ids[id(dialogue)], dialogue)
+        outputs = await run_dialogue(desk, ids.get(id(dialogue)) or f"eval-{tag}-{uuid.uuid4().hex[:8]}", dialogue)
         for key, value in case_metrics(outputs).items():
             increment_eval_metric(key, value)
         return outputs
 
     framed = Dataset(name=dataset.name, cases=dataset.cases, evaluators=[DeskChecks()],
                      report_evaluators=[RoutingAnalyses()])
-    return await framed.evaluate(task, name=dataset.name, max_concurrency=max(1, concurrency), progress=progress)
+    # pydantic-evals draws its bar on stdout: only on a terminal, never into a piped --json
+    return await framed.evaluate(task, name=dataset.name, max_concurrency=max(1, concurrency),
+                                 progress=progress and sys.stdout.isatty())
 
 
 async def _direct(dataset: EvalDataset, desk: SupportDesk, tag: str,
@@ -294,28 +309,35 @@ async def _direct(dataset: EvalDataset, desk: SupportDesk, tag: str,
         outputs = await run_dialogue(desk, f"eval-{tag}-{i}", case.inputs)
         duration = time.perf_counter() - started
         ctx = EvaluatorContext[Dialogue, Any, dict[str, Any]](
-            name=case.name, inputs=case.inputs, metadata=case.metadata, expected_output=case.expected_output,
-            output=outputs, duration=duration, _span_tree=no_spans, attributes={}, metrics={})
+            name=case.name, inputs=case.inputs, metadata=case.metadata, output=outputs,
+            expected_output=case.expected_output, duration=duration, _span_tree=no_spans,
+            attributes={}, metrics={})
         assertions = {name: EvaluationResult(name=name, value=value, reason=None, source=spec,
                                              evaluator_version=version)
                       for name, value in checks.evaluate(ctx).items()}
-        cases.append(_report_case(case, outputs, assertions, duration))
+        cases.append(ReportCase(
+            name=case.name or "", inputs=case.inputs, metadata=case.metadata, output=outputs,
+            expected_output=case.expected_output, metrics=case_metrics(outputs), attributes={},
+            scores={}, labels={}, assertions=assertions, task_duration=duration,
+            total_duration=duration))
         if bar is not None:
             bar.advance(i + 1)
     if bar is not None:
         bar.close()
-    report = EvaluationReport[Dialogue, Any, dict[str, Any]](name=dataset.name, cases=cases, dataset_name=dataset.name)
-    report.analyses.extend(RoutingAnalyses().evaluate(
-        ReportEvaluatorContext(name=dataset.name, report=report, experiment_metadata=None)))
-    return report
+    return EvaluationReport[Dialogue, Any, dict[str, Any]](name=dataset.name, cases=cases, dataset_name=dataset.name)
 
 
-def _report_case(case: EvalCase, outputs: tuple[Observed, ...], assertions: dict[str, EvaluationResult[bool]],
-                 duration: float) -> ReportCase[Dialogue, Any, dict[str, Any]]:
-    return ReportCase(name=case.name or "", inputs=case.inputs, metadata=case.metadata,
-                      expected_output=case.expected_output, output=outputs, metrics=case_metrics(outputs),
-                      attributes={}, scores={}, labels={}, assertions=assertions, task_duration=duration,
-                      total_duration=duration)
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection during a tight run: the desk allocates many small, acyclic
+    objects, and the collector's passes over the growing event store cost ~15% of the run."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class _Progress:
@@ -325,8 +347,9 @@ class _Progress:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                             TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+        self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                             MofNCompleteColumn(), TimeElapsedColumn(),
+                             console=Console(stderr=True), transient=True)
         self._bar.start()
         self._task = self._bar.add_task(f"evaluating {name}", total=total)
         self._every = max(1, total // 200)

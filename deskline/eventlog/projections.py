@@ -188,6 +188,6 @@ def _apply(b: _Builder, r: Recorded) -> None:
             turn.update(reply=e.text, department=e.department, mode=e.mode, escalated=e.escalated,
                         complete=True, latency_ms=e.latency_ms)
         b.history.append(HistoryItem(role="bot", text=e.text))
-    elif isinstance(e, TurnHeld):
-        if turn is not None:
-            turn["complete"] = True
+    elif isinstance(e, TurnHeld) and turn is not None:
+        # A person owns the conversation: the turn is theirs, not an unanswered clarification.
+        turn.update(complete=True, department="human", mode="escalate", escalated=True)

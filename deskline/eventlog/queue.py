@@ -10,6 +10,7 @@ import threading
 from dataclasses import dataclass, replace
 
 from deskline.eventlog.events import (
+    ActionDecided,
     EscalationClaimed,
     EscalationReleased,
     EscalationRequested,
@@ -52,6 +53,8 @@ class HumanQueue:
                                             e.pending_action, r.at)
         elif isinstance(e, EscalationClaimed) and cid in self._entries:
             self._entries[cid] = replace(self._entries[cid], claimed_by=e.agent_name, claimed_at=r.at)
+        elif isinstance(e, ActionDecided) and cid in self._entries:
+            self._entries[cid] = replace(self._entries[cid], pending_action=None)
         elif isinstance(e, HumanReplied) and cid in self._entries:
             self._entries[cid] = replace(self._entries[cid], last_human_reply_at=r.at)
         elif isinstance(e, EscalationReleased):

@@ -15,11 +15,11 @@ import json
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 from sqlalchemy import Engine, Index, UniqueConstraint, bindparam, delete, func, insert, select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlmodel import Field, SQLModel
 
 from deskline.errors import ConcurrencyConflict, CorruptEvent, StoreUnavailable
@@ -83,6 +83,18 @@ OPEN_TURNS = OpenTurnRow.__table__  # type: ignore[attr-defined]
 TABLES = [EVENTS, OPEN_TURNS]
 
 
+def create_tables(engine: Engine, tables: list[Any]) -> None:
+    """Create what is missing; tolerate another process creating the same tables at the same time."""
+    for attempt in range(3):
+        try:
+            SQLModel.metadata.create_all(engine, tables=tables)
+            return
+        except (OperationalError, ProgrammingError, IntegrityError) as exc:
+            if "already exists" not in str(exc) and "duplicate" not in str(exc).lower() or attempt == 2:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
 def _turn_changes(recorded: Sequence[Recorded]) -> tuple[list[Recorded], list[Recorded]]:
     """Messages that open a turn, and events that close one."""
     opened = [r for r in recorded if isinstance(r.event, CustomerMessaged)]
@@ -133,7 +145,7 @@ class SqlEventStore:
         self._close = delete(OPEN_TURNS).where(OPEN_TURNS.c.conversation_id == bindparam("cid"),
                                                OPEN_TURNS.c.turn == bindparam("t"))
         try:
-            SQLModel.metadata.create_all(engine, tables=TABLES)
+            create_tables(engine, TABLES)
         except OperationalError as exc:
             raise StoreUnavailable(
                 f"cannot reach the database at {engine.url.render_as_string(hide_password=True)}: "

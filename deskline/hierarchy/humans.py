@@ -21,7 +21,7 @@ from deskline.eventlog.events import (
 )
 from deskline.eventlog.projections import ConversationState, fold
 from deskline.handoffs.plan import PlanStep
-from deskline.hierarchy.desk import SupportDesk
+from deskline.hierarchy.desk import SupportDesk, clean_text
 from deskline.hierarchy.writer import TemplateWriter
 
 MAX_ATTEMPTS = 10
@@ -87,9 +87,7 @@ class HumanConsole:
         return state
 
     def reply(self, conversation_id: str, agent: str, text: str) -> Recorded:
-        text = text.strip()
-        if not text:
-            raise HumanCommandError("the reply is empty")
+        text = clean_text(text, self.desk.settings.max_message_chars)
         for _ in range(MAX_ATTEMPTS):
             state = self._owned(conversation_id, agent)
             try:

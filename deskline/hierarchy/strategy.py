@@ -69,10 +69,10 @@ def decide(state: ConversationState, text: str, entities: Entities, settings: Se
     if state.owner == "human":
         who = state.claimed_by or "the queue"
         return verdict("hold", f"a person owns this conversation ({who})", owner="human")
+    if FRAUD.search(text):  # before the request for a person: fraud keeps its priority
+        return verdict("escalate", "possible fraud or a lost or stolen card", priority=1)
     if ASKS_FOR_PERSON.search(text):
         return verdict("escalate", "the customer asked for a person", priority=2)
-    if FRAUD.search(text):
-        return verdict("escalate", "possible fraud or a lost or stolen card", priority=1)
     if state.failed_streak >= settings.failed_turns_before_human:
         return verdict("escalate", f"{state.failed_streak} failed bot turns in a row")
     if mood < 0 and state.negative_streak + 1 >= settings.negative_turns_before_human:

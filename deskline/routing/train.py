@@ -284,7 +284,6 @@ def build(data_dir: Path = DATA_DIR) -> dict[str, Any]:
     import numpy as np
     from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
 
-    started = time.perf_counter()
     rows = read_training_rows(data_dir)
     departments: list[str] = list(DEPARTMENTS)
     intent_keys = sorted({row.key for row in rows}, key=_department_order)
@@ -339,7 +338,6 @@ def build(data_dir: Path = DATA_DIR) -> dict[str, Any]:
     }
     artifact = {"header": header, "arrays": arrays}
     header["metadata"]["parity"] = parity(artifact, vectorizer, full, stacker, data_dir)
-    header["metadata"]["build_seconds"] = round(time.perf_counter() - started, 1)
     return artifact
 
 
@@ -475,8 +473,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.prepare:
         prepare_data(args.prepare, args.data)
+    started = time.perf_counter()
     artifact = build(args.data)
     write(artifact, args.out)
+    print(f"built in {time.perf_counter() - started:.1f} s")
     print(json.dumps(artifact["header"]["metadata"], indent=2))
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
 

@@ -94,7 +94,7 @@ class SqlBackend:
         with self._guard():
             try:
                 SOR_METADATA.create_all(self._engine)
-            except (IntegrityError, ProgrammingError):
+            except (IntegrityError, ProgrammingError, OperationalError):
                 # Another process created them between our check and our CREATE.
                 SOR_METADATA.create_all(self._engine)
 

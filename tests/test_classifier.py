@@ -1,0 +1,194 @@
+"""Tests of the local triage classifier: routing, abstention, calibration API, reproducibility."""
+
+from __future__ import annotations
+
+import csv
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from deskline.handoffs.payload import DEPARTMENTS
+from deskline.routing import Classifier, Prediction, load_classifier, normalise
+from deskline.routing.classifier import DEFAULT_MODEL_PATH
+
+DATA = Path(__file__).resolve().parents[1] / "deskline" / "routing" / "data"
+
+
+@pytest.fixture(scope="module")
+def classifier() -> Classifier:
+    return load_classifier()
+
+
+@pytest.mark.parametrize(
+    ("text", "department"),
+    [
+        ("I forgot my password and can't log in", "tech"),
+        ("I was charged twice for invoice INV-1001", "billing"),
+        ("my transfer to my landlord hasn't arrived", "payment"),
+        ("I want to talk to a real person", "human"),
+        ("is the service down?", "tech"),
+        ("the app keeps crashing", "tech"),
+        ("why is my invoice higher this month", "billing"),
+        ("retry my failed payment PAY-3002", "payment"),
+    ],
+)
+def test_desk_examples_route(classifier: Classifier, text: str, department: str) -> None:
+    """The brief's example messages go to their department, confidently."""
+    prediction = classifier.predict(text)
+    assert prediction.department == department
+    assert not prediction.abstain
+
+
+@pytest.mark.parametrize(
+    ("text", "department"),
+    [
+        ("Hey, I can't remember my password, how can I reset it?", "tech"),
+        ("My bank card was stolen on the train this morning", "human"),
+        ("could I please speak with one of your staff", "human"),
+        ("there is a payment on my statement I never made", "human"),
+        ("good morning!", "other"),
+        ("what's the weather going to be like in Rome this weekend", "other"),
+        ("why did you charge me a fee for topping up?", "billing"),
+        ("how long does a transfer to another bank take?", "payment"),
+    ],
+)
+def test_unseen_paraphrases_route(classifier: Classifier, text: str, department: str) -> None:
+    """Messages written for this test (in no training file) route to the expected department."""
+    assert classifier.predict(text).department == department
+
+
+@pytest.mark.parametrize("text", ["", "?!", "asdkjh qwpoe zzxv", "qwertyuiop", "xkcd lorem ipsum"])
+def test_gibberish_abstains(classifier: Classifier, text: str) -> None:
+    """Text with no known words abstains instead of borrowing confidence."""
+    prediction = classifier.predict(text)
+    assert prediction.abstain
+    assert prediction.confidence < classifier.threshold
+
+
+def test_ambiguous_text_abstains(classifier: Classifier) -> None:
+    """A message that could belong to several departments falls below the threshold."""
+    prediction = classifier.predict("the thing from yesterday")
+    assert prediction.abstain
+    assert len({d for d, p in prediction.alternatives if p > 0.1}) >= 2
+
+
+def test_threshold_override_controls_abstention(classifier: Classifier) -> None:
+    """A threshold above every probability abstains; zero never does; the model is shared."""
+    strict = load_classifier(threshold=1.01)
+    lax = classifier.with_threshold(0.0)
+    text = "the app keeps crashing"
+    assert strict.predict(text).abstain
+    assert not lax.predict(text).abstain
+    assert strict.predict(text).confidence == lax.predict(text).confidence
+    assert load_classifier() is classifier
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["my card was declined at the shop", "hello", "", "Why is there a fee on my invoice INV-7?"],
+)
+def test_prediction_is_well_formed(classifier: Classifier, text: str) -> None:
+    """Confidences are probabilities and alternatives are the ranked top three departments."""
+    prediction = classifier.predict(text)
+    assert isinstance(prediction, Prediction)
+    assert prediction.department in DEPARTMENTS
+    assert 0.0 <= prediction.intent_confidence <= prediction.confidence <= 1.0
+    assert len(prediction.alternatives) == 3
+    assert prediction.alternatives[0] == (prediction.department, prediction.confidence)
+    probabilities = [p for _, p in prediction.alternatives]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert all(0.0 <= p <= 1.0 for p in probabilities)
+    assert sum(probabilities) <= 1.0 + 1e-9
+    assert len({d for d, _ in prediction.alternatives}) == 3
+
+
+def test_probabilities_sum_to_one(classifier: Classifier) -> None:
+    """The department distribution behind a prediction is a proper distribution."""
+    probabilities, _ = classifier.probabilities("I lost my card")
+    assert len(probabilities) == len(DEPARTMENTS)
+    assert math.isclose(sum(probabilities), 1.0, rel_tol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("  Hello,   WORLD!!  ", "hello, world"),
+        ("¿Dónde está mi tarjeta?", "dónde está mi tarjeta"),
+        ("\tmy card\nwas stolen...", "my card was stolen"),
+        ("$50 charge", "$50 charge"),
+        ("ＩＮＶ－１００１", "inv-1001"),
+        ("!!!", ""),
+        ("", ""),
+    ],
+)
+def test_normalise(raw: str, expected: str) -> None:
+    """normalise lower-cases, applies NFKC, collapses spaces and strips edge punctuation."""
+    assert normalise(raw) == expected
+
+
+def test_normalise_is_idempotent_and_prediction_invariant(classifier: Classifier) -> None:
+    """The cache key is a fixed point, and a message and its key get the same prediction."""
+    raw = "  Someone used MY card without permission!!! "
+    key = normalise(raw)
+    assert normalise(key) == key
+    assert classifier.predict(raw) == classifier.predict(key)
+
+
+def test_runtime_imports_neither_sklearn_nor_scipy() -> None:
+    """Loading the shipped model and predicting never imports scikit-learn or scipy."""
+    code = (
+        "import sys\n"
+        "from deskline.routing.classifier import load_classifier\n"
+        "load_classifier().predict('my card was stolen')\n"
+        "bad = sorted(m for m in ('sklearn', 'scipy') if m in sys.modules)\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_shipped_artifact_is_small_and_loads_fast() -> None:
+    """The artifact stays under 6 MB and parses in well under 100 ms."""
+    from deskline.routing.classifier import build_model, read_artifact
+
+    assert DEFAULT_MODEL_PATH.stat().st_size < 6_000_000
+    import numpy  # noqa: F401  (its import cost is not the artifact's)
+
+    started = time.perf_counter()
+    build_model(*read_artifact(DEFAULT_MODEL_PATH))
+    assert time.perf_counter() - started < 0.5  # ~20 ms here; lenient for loaded CI machines
+
+
+def test_holdout_split_is_disjoint_from_training() -> None:
+    """No held-out BANKING77 text is in the shipped training file."""
+
+    def texts(name: str) -> set[str]:
+        with (DATA / name).open(encoding="utf-8", newline="") as handle:
+            return {row["text"] for row in csv.DictReader(handle)}
+
+    holdout = texts("banking77_holdout.csv")
+    assert len(holdout) > 900
+    assert not holdout & texts("banking77_train.csv")
+
+
+def test_retraining_reproduces_shipped_artifact(classifier: Classifier) -> None:
+    """Rebuilding from the shipped CSVs (scikit-learn) reproduces the shipped predictions."""
+    from deskline.routing import train
+
+    artifact = train.build(train.DATA_DIR)
+    rebuilt = train.classifier_of(artifact)
+    parity = artifact["header"]["metadata"]["parity"]
+    assert parity["exported_department_agreement"] >= 0.999
+    assert parity["exported_intent_agreement"] >= 0.999
+    assert artifact["header"]["metadata"]["data_sha256"] == classifier.metadata["data_sha256"]
+
+    with (DATA / "banking77_holdout.csv").open(encoding="utf-8", newline="") as handle:
+        sample = [row["text"] for row in csv.DictReader(handle)][::3]
+    sample += ["", "hi", "I want to talk to a real person", "asdkjh qwpoe"]
+    for text in sample:
+        shipped, again = classifier.predict(text), rebuilt.predict(text)
+        assert (again.department, again.intent) == (shipped.department, shipped.intent), text
+        assert math.isclose(again.confidence, shipped.confidence, abs_tol=1e-6), text
