@@ -698,3 +698,18 @@ def test_the_contract_holds_on_postgresql(make_live: MakeLive, postgres_url: str
     r = live.http.post(f"/v1/conversations/{cid}/claim", headers=live.agent("dana"))
     assert r.status_code == 200
     assert live.http.post(f"/v1/conversations/{cid}/claim", headers=live.agent("lee")).status_code == 409
+
+
+def test_metrics_endpoint_counts_the_turns_it_served(live: LiveApp) -> None:
+    """GET /metrics over HTTP shows the turns, escalations and queue length the requests caused."""
+    cid, headers = live.customer()
+    live.say(cid, headers, "I was charged twice for invoice INV-1001")
+    other, other_headers = live.customer()
+    live.say(other, other_headers, "I want to talk to a real person")
+    r = live.http.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    text = r.text
+    assert 'deskline_turns_total{department="billing",mode="single",stage="classifier"} 1.0' in text
+    assert 'deskline_escalations_total{reason="asked_for_person"} 1.0' in text
+    assert "deskline_queue_length 1.0" in text
+    assert "deskline_sla_breaches 0.0" in text

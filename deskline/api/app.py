@@ -16,23 +16,26 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from deskline import __version__
 from deskline.api import console, customers, problems
 from deskline.api.auth import AuthStore
-from deskline.api.deps import ConsoleQueue, Services
+from deskline.api.deps import Services
 from deskline.api.middleware import BodyLimit, RequestLog
 from deskline.api.schemas import MAX_TEXT_CHARS_DOC
 from deskline.api.settings import WebSettings
 from deskline.api.streams import Notifier
 from deskline.config import Settings
 from deskline.eventlog.database import make_engine
+from deskline.eventlog.queue import HumanQueue
 from deskline.eventlog.store import SqlEventStore
 from deskline.hierarchy.desk import SupportDesk
 from deskline.hierarchy.humans import HumanConsole
+from deskline.observe.hooks import NullObserver
+from deskline.observe.metrics import DeskMetrics
 
 STATIC = Path(__file__).parent / "static"
 _PAGE_HEADERS = {
@@ -58,7 +61,11 @@ def create_app(
     from deskline.runtime import open_desk
 
     web = web or WebSettings.from_env()
-    desk = desk or open_desk(settings)
+    metrics = DeskMetrics()
+    if desk is None:
+        desk = open_desk(settings, observer=metrics)
+    elif isinstance(desk.observer, NullObserver):
+        desk.observer = metrics
     if engine is None:
         engine = desk.store.engine if isinstance(desk.store, SqlEventStore) else make_engine("sqlite://")
     svc = Services(
@@ -68,7 +75,7 @@ def create_app(
         console=HumanConsole(desk),
         auth=AuthStore(engine, key_cache_s=web.agent_key_cache_s),
         notifier=Notifier(),
-        queue=ConsoleQueue(),
+        queue=HumanQueue(),
         clock=clock,
     )
 
@@ -87,6 +94,15 @@ def create_app(
     def healthz() -> dict[str, str]:
         """Liveness: the process answers."""
         return {"status": "ok"}
+
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+    def scrape() -> PlainTextResponse:
+        """Prometheus metrics of this process (each API process exposes its own)."""
+        svc.queue.refresh(desk.store)
+        now = clock()
+        entries = svc.queue.entries()
+        metrics.queue(len(entries), sum(1 for e in entries if e.breaching(now, web.sla_seconds)))
+        return PlainTextResponse(metrics.scrape(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     app.add_middleware(BodyLimit, max_bytes=web.max_body_bytes)
     if web.cors_origins:

@@ -7,7 +7,7 @@ two apps (two tests, two databases) in one process never share state.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Request
@@ -18,24 +18,9 @@ from deskline.api.schemas import CONVERSATION_ID
 from deskline.api.settings import WebSettings
 from deskline.api.streams import Notifier
 from deskline.config import Settings
-from deskline.eventlog.events import ActionDecided, Recorded
 from deskline.eventlog.queue import HumanQueue
 from deskline.hierarchy.desk import SupportDesk
 from deskline.hierarchy.humans import HumanConsole
-
-
-class ConsoleQueue(HumanQueue):
-    """The human queue, also clearing a pending action once a person decided it.
-
-    ``HumanQueue`` keeps showing an approved or rejected action; the console must not offer it
-    again. (This belongs in ``HumanQueue.apply``; it is here until the projection learns it.)
-    """
-
-    def apply(self, r: Recorded) -> None:
-        super().apply(r)
-        entry = self._entries.get(r.conversation_id)
-        if isinstance(r.event, ActionDecided) and entry is not None:
-            self._entries[r.conversation_id] = replace(entry, pending_action=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +31,7 @@ class Services:
     console: HumanConsole
     auth: AuthStore
     notifier: Notifier
-    queue: ConsoleQueue
+    queue: HumanQueue
     clock: Callable[[], float]
 
 
