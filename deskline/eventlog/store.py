@@ -14,11 +14,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 from pydantic import ValidationError
-from sqlalchemy import Engine, Index, UniqueConstraint, bindparam, delete, func, insert, select
+from sqlalchemy import Engine, Index, UniqueConstraint, delete, func, select
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlmodel import Field, SQLModel
 
@@ -90,7 +91,7 @@ def create_tables(engine: Engine, tables: list[Any]) -> None:
             SQLModel.metadata.create_all(engine, tables=tables)
             return
         except (OperationalError, ProgrammingError, IntegrityError) as exc:
-            if "already exists" not in str(exc) and "duplicate" not in str(exc).lower() or attempt == 2:
+            if ("already exists" not in str(exc) and "duplicate" not in str(exc).lower()) or attempt == 2:
                 raise
             time.sleep(0.05 * (attempt + 1))
 
@@ -131,19 +132,18 @@ class SqlEventStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        # Statements are built once: building SQLAlchemy expressions per call costs more than
-        # running them on SQLite.
-        self._load = (
-            select(EVENTS.c.seq, EVENTS.c.turn, EVENTS.c.data, EVENTS.c.created_at)
-            .where(EVENTS.c.conversation_id == bindparam("cid"), EVENTS.c.seq > bindparam("after"))
-            .order_by(EVENTS.c.seq)
-        )
-        self._head = select(EVENTS.c.seq).where(EVENTS.c.conversation_id == bindparam("cid"),
-                                                EVENTS.c.seq == bindparam("seq"))
-        self._insert = insert(EVENTS)
-        self._open = insert(OPEN_TURNS)
-        self._close = delete(OPEN_TURNS).where(OPEN_TURNS.c.conversation_id == bindparam("cid"),
-                                               OPEN_TURNS.c.turn == bindparam("t"))
+        # The hot path (load, append) runs driver SQL on pooled connections; the rest uses SQLAlchemy.
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._dbapi: Any = engine.dialect.loaded_dbapi
+        mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+        self._sql = {name: text.replace("?", mark) for name, text in {
+            "load": "SELECT seq, turn, data, created_at FROM events WHERE conversation_id = ? AND seq > ? ORDER BY seq",
+            "head": "SELECT seq FROM events WHERE conversation_id = ? AND seq = ?",
+            "insert": "INSERT INTO events (conversation_id, seq, turn, type, v, data, message_key, created_at) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "close": "DELETE FROM open_turns WHERE conversation_id = ? AND turn = ?",
+            "open": "INSERT INTO open_turns (conversation_id, turn, message_seq, accepted_at) VALUES (?, ?, ?, ?)",
+        }.items()}
         try:
             create_tables(engine, TABLES)
         except OperationalError as exc:
@@ -154,8 +154,11 @@ class SqlEventStore:
             ) from exc
 
     def load(self, conversation_id: str, after: int = 0) -> list[Recorded]:
-        with self._connect() as conn:
-            rows = conn.execute(self._load, {"cid": conversation_id, "after": after}).all()
+        with self._raw() as conn:
+            cur = conn.cursor()
+            cur.execute(self._sql["load"], (conversation_id, after))
+            rows = cur.fetchall()
+            conn.rollback()  # end the read transaction (a no-op outside one)
         return [parse_row(conversation_id, seq, turn, data, at) for seq, turn, data, at in rows]
 
     def append(
@@ -166,47 +169,51 @@ class SqlEventStore:
             Recorded(conversation_id=conversation_id, seq=expected_seq + i, turn=turn, event=e, at=now)
             for i, e in enumerate(events, start=1)
         ]
-        rows = [
-            {
-                "conversation_id": conversation_id,
-                "seq": r.seq,
-                "turn": turn,
-                "type": r.event.type,
-                "v": r.event.v,
-                "data": r.event.model_dump_json(),
-                "message_key": _message_key(r.event),
-                "created_at": now,
-            }
-            for r in recorded
-        ]
-        try:
-            with self.engine.begin() as conn:
+        rows = [(conversation_id, r.seq, turn, r.event.type, r.event.v, r.event.model_dump_json(),
+                 _message_key(r.event), now) for r in recorded]
+        opened, closed = _turn_changes(recorded)
+        sql = self._sql
+        with self._raw() as conn:
+            cur = conn.cursor()
+            try:
+                if self._sqlite:
+                    cur.execute("BEGIN IMMEDIATE")  # take the write lock before reading the head
                 if expected_seq > 0:
                     # The head must exist: appending after a seq nobody wrote would leave a gap.
-                    head = conn.execute(self._head, {"cid": conversation_id, "seq": expected_seq}).first()
-                    if head is None:
-                        raise ConcurrencyConflict(
-                            f"conversation {conversation_id} has no event {expected_seq}",
-                            conversation_id=conversation_id,
-                            expected_seq=expected_seq,
-                        )
-                conn.execute(self._insert, rows)
-                opened, closed = _turn_changes(recorded)
+                    cur.execute(sql["head"], (conversation_id, expected_seq))
+                    if cur.fetchone() is None:
+                        raise ConcurrencyConflict(f"conversation {conversation_id} has no event {expected_seq}",
+                                                  conversation_id=conversation_id, expected_seq=expected_seq)
+                cur.executemany(sql["insert"], rows)
                 for r in closed:
-                    conn.execute(self._close, {"cid": conversation_id, "t": r.turn})
+                    cur.execute(sql["close"], (conversation_id, r.turn))
                 if opened and not closed:
-                    conn.execute(self._open, [
-                        {"conversation_id": conversation_id, "turn": r.turn, "message_seq": r.seq,
-                         "accepted_at": now} for r in opened])
-        except IntegrityError as exc:
-            raise ConcurrencyConflict(
-                f"conversation {conversation_id} moved past {expected_seq}",
-                conversation_id=conversation_id,
-                expected_seq=expected_seq,
-            ) from exc
-        except OperationalError as exc:
-            raise StoreUnavailable(f"the event store failed: {exc.orig}") from exc
+                    cur.executemany(sql["open"], [(conversation_id, r.turn, r.seq, now) for r in opened])
+                conn.commit()
+            except self._dbapi.IntegrityError as exc:
+                conn.rollback()
+                raise ConcurrencyConflict(f"conversation {conversation_id} moved past {expected_seq}",
+                                          conversation_id=conversation_id, expected_seq=expected_seq) from exc
+            except self._dbapi.OperationalError as exc:
+                conn.rollback()
+                raise StoreUnavailable(f"the event store failed: {exc}") from exc
+            except BaseException:
+                conn.rollback()
+                raise
         return recorded
+
+    @contextmanager
+    def _raw(self) -> Iterator[Any]:
+        """A pooled driver connection: the hot path skips SQLAlchemy's statement machinery, which
+        costs more per call than SQLite takes to run the statement."""
+        try:
+            conn = self.engine.raw_connection()
+        except OperationalError as exc:
+            raise StoreUnavailable(f"cannot reach the database: {exc.orig}") from exc
+        try:
+            yield conn
+        finally:
+            conn.close()  # back to the pool
 
     def unfinished(self, accepted_before: float | None = None) -> list[tuple[str, int]]:
         """(conversation, turn) of every accepted message with no ending yet, oldest first."""
@@ -250,7 +257,8 @@ class SqlEventStore:
         what came after it.
         """
         query = (
-            select(EVENTS.c.id, EVENTS.c.conversation_id, EVENTS.c.seq, EVENTS.c.turn, EVENTS.c.data, EVENTS.c.created_at)
+            select(EVENTS.c.id, EVENTS.c.conversation_id, EVENTS.c.seq, EVENTS.c.turn, EVENTS.c.data,
+                   EVENTS.c.created_at)
             .where(EVENTS.c.id > after_position)
             .order_by(EVENTS.c.id)
             .limit(limit)
