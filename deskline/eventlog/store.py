@@ -96,6 +96,13 @@ def create_tables(engine: Engine, tables: list[Any]) -> None:
             time.sleep(0.05 * (attempt + 1))
 
 
+def _records(conversation_id: str, expected_seq: int, turn: int, events: Sequence[Event], now: float) -> list[Recorded]:
+    """The events as stored. Built without re-validating: every event is already a validated,
+    frozen model, and this runs on every append."""
+    return [Recorded.model_construct(conversation_id=conversation_id, seq=expected_seq + i, turn=turn, event=e, at=now)
+            for i, e in enumerate(events, start=1)]
+
+
 def _turn_changes(recorded: Sequence[Recorded]) -> tuple[list[Recorded], list[Recorded]]:
     """Messages that open a turn, and events that close one."""
     opened = [r for r in recorded if isinstance(r.event, CustomerMessaged)]
@@ -165,10 +172,7 @@ class SqlEventStore:
         self, conversation_id: str, expected_seq: int, turn: int, events: Sequence[Event]
     ) -> list[Recorded]:
         now = time.time()
-        recorded = [
-            Recorded(conversation_id=conversation_id, seq=expected_seq + i, turn=turn, event=e, at=now)
-            for i, e in enumerate(events, start=1)
-        ]
+        recorded = _records(conversation_id, expected_seq, turn, events, now)
         rows = [(conversation_id, r.seq, turn, r.event.type, r.event.v, r.event.model_dump_json(),
                  _message_key(r.event), now) for r in recorded]
         opened, closed = _turn_changes(recorded)
@@ -301,10 +305,7 @@ class MemoryEventStore:
                     conversation_id=conversation_id,
                     expected_seq=expected_seq,
                 )
-            recorded = [
-                Recorded(conversation_id=conversation_id, seq=expected_seq + i, turn=turn, event=e, at=now)
-                for i, e in enumerate(events, start=1)
-            ]
+            recorded = _records(conversation_id, expected_seq, turn, events, now)
             stream.extend(recorded)
             self._keys.update(keys)
             opened, closed = _turn_changes(recorded)
