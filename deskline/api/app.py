@@ -2,8 +2,10 @@
 
 ``create_app`` wires ports it is given (or opens the configured desk) into one ``Services``
 object on ``app.state``; nothing is created at import. ``deskline serve`` runs
-``create_app_from_env`` in each uvicorn worker, and the workers share only the database: a
-stream in one worker sees another worker's appends through its poll.
+``create_app_from_env`` in each uvicorn worker, and the workers share only the database (and
+Redis, when configured): a stream in one worker is woken by another worker's appends through the
+event bus (PostgreSQL LISTEN/NOTIFY or Redis pub/sub, ``deskline.api.bus``), and otherwise finds
+them on its poll.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sqlalchemy import Engine
 from deskline import __version__
 from deskline.api import console, customers, problems
 from deskline.api.auth import AuthStore
+from deskline.api.bus import open_bus
 from deskline.api.deps import Services
 from deskline.api.middleware import BodyLimit, RequestLog
 from deskline.api.schemas import MAX_TEXT_CHARS_DOC
@@ -68,13 +71,15 @@ def create_app(
         desk.observer = metrics
     if engine is None:
         engine = desk.store.engine if isinstance(desk.store, SqlEventStore) else make_engine("sqlite://")
+    notifier = Notifier()
+    bus = open_bus(settings, web, desk, notifier)  # wraps desk.store: every append is published
     svc = Services(
         settings=settings,
         web=web,
         desk=desk,
         console=HumanConsole(desk),
         auth=AuthStore(engine, key_cache_s=web.agent_key_cache_s),
-        notifier=Notifier(),
+        notifier=notifier,
         queue=HumanQueue(),
         clock=clock,
     )
@@ -83,6 +88,7 @@ def create_app(
         title="deskline",
         version=__version__,
         summary="Customer chat (REST + Server-Sent Events) and the human agents' console.",
+        lifespan=bus.lifespan if bus is not None else None,
     )
     app.state.deskline = svc
     problems.install(app)

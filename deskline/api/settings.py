@@ -9,6 +9,10 @@ CLI's fast path (``deskline ask``) should not parse them.
 | ``DESKLINE_SLA_SECONDS`` | 300 | an escalation unclaimed for longer is flagged in the queue |
 | ``DESKLINE_MAX_BODY_BYTES`` | 65536 | larger request bodies are refused with 413 before parsing |
 | ``DESKLINE_HOST`` / ``DESKLINE_PORT`` | 127.0.0.1 / 8000 | where ``deskline serve`` listens |
+| ``DESKLINE_POLL_INTERVAL_S`` | 0.5 | how often a live stream reads the store when no event channel is live |
+| ``DESKLINE_CHANNEL_POLL_INTERVAL_S`` | 5 | the same, while the event channel is live (a safety net) |
+| ``DESKLINE_EVENT_CHANNEL`` | auto | ``auto``, ``postgres``, ``redis`` or ``none``: how processes wake each other's streams |
+| ``DESKLINE_REDIS_URL`` | none | Redis for the event channel (pub/sub) |
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ class WebSettings:
     poll_interval_s: float = 0.5  # how often a live stream looks for events other processes appended
     heartbeat_s: float = 15.0  # a comment line keeps idle streams open through proxies
     agent_key_cache_s: float = 60.0  # a verified agent key skips the slow hash for this long
+    channel_poll_interval_s: float = 5.0  # the poll while a cross-process event channel is live
+    event_channel: str = "auto"  # auto | postgres | redis | none (see deskline.api.bus)
+    redis_url: str | None = None  # Redis pub/sub for the event channel
 
     def with_(self, **changes: object) -> WebSettings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -52,6 +59,10 @@ class WebSettings:
                 max_body_bytes=int(get("MAX_BODY_BYTES") or base.max_body_bytes),
                 host=get("HOST") or base.host,
                 port=int(get("PORT") or base.port),
+                poll_interval_s=float(get("POLL_INTERVAL_S") or base.poll_interval_s),
+                channel_poll_interval_s=float(get("CHANNEL_POLL_INTERVAL_S") or base.channel_poll_interval_s),
+                event_channel=(get("EVENT_CHANNEL") or base.event_channel).lower(),
+                redis_url=get("REDIS_URL"),
             )
         except ValueError as exc:
             raise ConfigError(f"a DESKLINE_* web setting is not valid: {exc}") from exc
@@ -60,4 +71,8 @@ class WebSettings:
                 "DESKLINE_SLA_SECONDS must be >= 0, DESKLINE_MAX_BODY_BYTES >= 1024 and "
                 "DESKLINE_PORT between 1 and 65535"
             )
+        if settings.poll_interval_s <= 0 or settings.channel_poll_interval_s <= 0:
+            raise ConfigError("DESKLINE_POLL_INTERVAL_S and DESKLINE_CHANNEL_POLL_INTERVAL_S must be > 0")
+        if settings.event_channel not in ("auto", "postgres", "redis", "none"):
+            raise ConfigError("DESKLINE_EVENT_CHANNEL must be auto, postgres, redis or none")
         return settings

@@ -2,8 +2,10 @@
 
 A stream reads the conversation from the store after the last sequence number it sent, sends
 what it found, then waits. It wakes early when this process appended to the conversation (the
-routes call ``Notifier.notify`` after each command), and otherwise every ``poll_interval_s``, so
-events appended by another API process or by ``deskline`` on the command line still arrive. The
+routes call ``Notifier.notify`` after each command) or, through the event bus
+(``deskline.api.bus``), when another API process appended to it; and otherwise every
+``poll_interval_s`` (longer while the bus is live), so events appended by another API process or
+by ``deskline`` on the command line still arrive. The
 store is read in a worker thread: a slow database delays a stream, never the event loop.
 
 Frames are ``id: <seq>``, ``event: <type>``, ``data: <json>``; a browser (or our fetch-based
@@ -48,12 +50,23 @@ class Notifier:
 
     def __init__(self) -> None:
         self._by_conversation: dict[str, _Waiters] = {}
+        # Set by the event bus (deskline.api.bus) while a cross-process channel is live: streams
+        # then poll the store only this often, as a safety net.
+        self.channel_poll_s: float | None = None
 
     def notify(self, conversation_id: str) -> None:
         waiters = self._by_conversation.get(conversation_id)
         if waiters is not None:
             waiters.event.set()
             waiters.event = asyncio.Event()
+
+    def wake_all(self) -> None:
+        for conversation_id in list(self._by_conversation):
+            self.notify(conversation_id)
+
+    def poll_s(self, poll_interval_s: float) -> float:
+        """How long a stream waits between reads when nothing wakes it."""
+        return poll_interval_s if self.channel_poll_s is None else max(poll_interval_s, self.channel_poll_s)
 
     def subscribe(self, conversation_id: str) -> _Waiters:
         waiters = self._by_conversation.setdefault(conversation_id, _Waiters())
@@ -105,7 +118,10 @@ async def event_stream(
                 quiet_since = time.monotonic()
             if not records:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), timeout=poll_interval_s)
+                    # the poll, or the next heartbeat if that comes first
+                    until_heartbeat = heartbeat_s - (time.monotonic() - quiet_since)
+                    timeout = min(notifier.poll_s(poll_interval_s), max(until_heartbeat, 0.01))
+                    await asyncio.wait_for(wake.wait(), timeout=timeout)
     finally:
         notifier.unsubscribe(conversation_id)
 

@@ -69,6 +69,10 @@ def eval_command(
 
     if mode not in ("plan", "loop") or engine not in ("auto", "direct", "pydantic-evals"):
         _fail_text("--mode is plan or loop; --engine is auto, direct or pydantic-evals", as_json)
+    try:
+        import pydantic_evals  # noqa: F401 - the suite's framework; an optional extra of deskline
+    except ImportError:
+        _fail_text("the eval suite needs pydantic-evals: pip install 'deskline[evals]'", as_json)
     settings = _settings(models, abstain_threshold)
     try:
         saved = [_saved(c) for c in compare or ()]

@@ -159,7 +159,7 @@ class Operator:
         actual = next((r.facts[fact] for r in upstream if fact in r.facts), None)
         if actual is not None and actual.lower() == expected:
             return None
-        facts = {"condition": f"{fact} {expected}", "actual": actual or "unknown"}
+        facts = {"condition": f"{fact} {expected}", "expected": expected, "actual": actual or "unknown"}
         facts.update({k: v for r in upstream for k, v in r.facts.items() if k.endswith("_id")})
         return AgentResult(step_id=step.step_id, agent=step.agent, skill=step.skill, status="ok",
                            template="skipped", facts=facts, reason=f"{fact} is {actual}, not {expected}")

@@ -16,14 +16,18 @@ from deskline.eventlog.projections import ConversationState
 from deskline.handoffs.payload import Constraints, Entities
 
 ASKS_FOR_PERSON = re.compile(
-    r"\b(?:real|actual|live|human)\s+(?:person|agent|human|being|representative|operator)"
-    r"|\b(?:speak|talk|chat)\s+(?:to|with)\s+(?:someone|somebody|a\s+(?:person|human|manager|supervisor|representative|agent)"
-    r"|an?\s+(?:human|agent|operator)|your\s+(?:manager|supervisor)|a\s+real)"
-    r"|\b(?:human|agent|operator|representative)\s+please\b|\bget\s+me\s+a\s+(?:human|person|manager)",
+    r"\b(?:speak|talk|chat)\s+(?:to|with)\s+(?:a\s+|an\s+|your\s+|the\s+)?"
+    r"(?:real\s+|actual\s+|live\s+)?(?:person|human|agent|representative|rep|operator|manager|supervisor"
+    r"|someone|somebody|staff)\b"
+    r"|\b(?:want|need|get|give|connect|transfer|put)\s+(?:me\s+)?(?:through\s+)?(?:to\s+|with\s+)?"
+    r"(?:a\s+|an\s+)?(?:real|actual|live|human)\s+(?:person|agent|human|being|representative|operator)\b"
+    r"|\b(?:connect|transfer|put)\s+me\s+(?:through\s+)?(?:to|with)\s+(?:a\s+|an\s+)?"
+    r"(?:person|human|agent|representative|operator|manager|supervisor)\b"
+    r"|\b(?:human|agent|operator|representative)\s+please\b|\bget\s+me\s+a\s+(?:human|person|manager)\b",
     re.IGNORECASE,
 )
 FRAUD = re.compile(
-    r"\bfraud|\bscam|\bstolen\b|\bstole\b|\bhacked\b|\bunauthori[sz]ed\b|identity\s+theft"
+    r"\bfraud\w*|\bscam(?:s|med|mer|mers)?\b|\bstolen\b|\bstole\b|\bhacked\b|\bunauthori[sz]ed\b|identity\s+theft"
     r"|(?:lost|stolen)\s+(?:my\s+)?card|card\s+(?:was|has\s+been|got)\s+(?:lost|stolen)"
     r"|(?:didn'?t|did\s+not|never)\s+(?:make|authori[sz]e|approve)\s+(?:this|that|these|the)"
     r"|(?:don'?t|do\s+not)\s+recogni[sz]e\s+(?:this|that|these|the|a)",
@@ -31,7 +35,7 @@ FRAUD = re.compile(
 )
 _NEGATIVE = re.compile(
     r"\b(?:angry|furious|terrible|awful|horrible|ridiculous|useless|worst|unacceptable|disgusting"
-    r"|hate|annoyed|frustrated|fed\s+up|pathetic|incompetent|scam|rubbish|garbage|joke)\b|!!+",
+    r"|hate|annoyed|frustrated|fed\s+up|pathetic|incompetent|rubbish|garbage|joke)\b|!!+",
     re.IGNORECASE,
 )
 

@@ -16,8 +16,9 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from deskline.agents.registry import Registry
+from deskline.agents.registry import Registry, Skill
 from deskline.eventlog.projections import ConversationState
+from deskline.handoffs.entities import extract
 from deskline.handoffs.payload import AgentName, Department, Entities
 from deskline.handoffs.plan import Plan, PlanStep, StageVerdict
 from deskline.errors import BudgetExceeded
@@ -156,7 +157,7 @@ class Tactician:
         multi = self._sequential(text) or self._parallel(text)
         if multi is not None:
             return validate(Plan(mode=multi[0], steps=multi[1], reason=multi[2], **common), self.registry)  # type: ignore[arg-type]
-        skill = self.registry.choose(department, intent, text)  # type: ignore[arg-type]
+        skill = self._fit_entities(self.registry.choose(department, intent, text), text)  # type: ignore[arg-type]
         step = PlanStep(step_id="s1", agent=skill.agent, skill=skill.name)
         return validate(Plan(mode="single", steps=(step,), reason=f"{intent} -> {skill.name}", **common), self.registry)  # type: ignore[arg-type]
 
@@ -180,6 +181,24 @@ class Tactician:
                                  reason=f"{value} -> {skill.name}"), self.registry)
         return None
 
+    def _lookup_for(self, agent: AgentName, text: str) -> Skill:
+        """A skill of ``agent`` that only reads: the one for the id named, else the default."""
+        named = extract(text)
+        for entity, name in ENTITY_SKILLS:
+            if named.has(entity) and name in self.registry and self.registry[name].agent == agent:  # type: ignore[arg-type]
+                if not self.registry[name].action:
+                    return self.registry[name]
+        return self.registry[self.registry.defaults[agent]]
+
+    def _fit_entities(self, skill: Skill, text: str) -> Skill:
+        """A skill that can use the id the customer named, when the chosen one cannot."""
+        named = extract(text)
+        for entity, name in ENTITY_SKILLS:
+            if (named.has(entity) and entity not in skill.params.model_fields  # type: ignore[arg-type]
+                    and name in self.registry and self.registry[name].agent == skill.agent):
+                return self.registry[name]
+        return skill
+
     def _resume(self, state: ConversationState, entities: Entities) -> Plan | None:
         pending = state.pending
         if pending is None:
@@ -197,7 +216,7 @@ class Tactician:
         if p.abstain or p.department not in AGENT_DEPARTMENTS:
             return None
         agent: AgentName = p.department  # type: ignore[assignment]
-        skill = self.registry.choose(agent, p.intent, clause)
+        skill = self._fit_entities(self.registry.choose(agent, p.intent, clause), clause)
         return PlanStep(step_id=step_id, agent=agent, skill=skill.name, depends_on=depends_on, clause=clause.strip())
 
     def _sequential(self, text: str) -> tuple[str, tuple[PlanStep, ...], str] | None:
@@ -207,6 +226,8 @@ class Tactician:
         first = self._clause_step(m.group("cond"), "s1")
         if first is None:
             return None
+        if self.registry[first.skill].action:  # a condition is checked, never acted on
+            first = first.model_copy(update={"skill": self._lookup_for(first.agent, m.group("cond")).name})
         second = self._clause_step(m.group("then"), "s2", depends_on=("s1",))
         if second is None or second.skill == first.skill:
             return None

@@ -46,7 +46,7 @@ PENDING_APPROVAL = (
     "confirm it shortly."
 )
 FAILED = "I couldn't finish checking this just now, so I've passed it to a person who will follow up."
-SKIPPED = "I didn't go further, because the {condition} condition wasn't met (it shows {actual})."
+SKIPPED = "Since that shows {actual} rather than {expected}, I stopped there and did not do the next step."
 FALLBACK = (
     "I've looked into this, but I want a person to confirm the details before I answer, so I've "
     "passed your case to our support team."
