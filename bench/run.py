@@ -833,7 +833,7 @@ def section_peers(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         targets.append(target(f"{row}: median / fastest peer ({fastest}) median, in-memory SQLite", value, "<=",
                               limit, "×", note=note))
     for key, v in inproc.items():
-        if v["plain"].get("wrong_answers"):
+        if key.endswith("/memory") and v["plain"].get("wrong_answers"):
             targets[-1 if key.startswith("default") else 0]["note"] += (
                 f"; {v['plain']['wrong_answers']}/{v['plain']['n']} wrong answers in process ({key}): "
                 + "; ".join(v["plain"]["wrong_examples"]))
@@ -1173,13 +1173,15 @@ def targets_table(doc: dict[str, Any]) -> dict[str, Any]:
 def print_tables(tables: list[dict[str, Any]], stream: Any) -> None:
     try:
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
+        from rich.text import Text
 
         console = Console(file=stream, width=200)
-        for t in tables:
-            table = Table(*t["columns"], title=t["title"], title_justify="left")
+        for t in tables:  # Text cells: a reply like "[billing] ..." is not rich markup
+            table = Table(*[escape(c) for c in t["columns"]], title=Text(t["title"]), title_justify="left")
             for row in t["rows"]:
-                table.add_row(*[str(x) for x in row])
+                table.add_row(*[Text(str(x)) for x in row])
             console.print(table)
     except ImportError:
         for t in tables:

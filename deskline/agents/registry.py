@@ -169,6 +169,10 @@ class Registry:
     def __contains__(self, name: object) -> bool:
         return name in self.skills
 
+    def by_intent(self, intent: str) -> Skill | None:
+        """The skill that claims ``intent``, if one does."""
+        return self._by_intent.get(intent)
+
     def for_agent(self, agent: AgentName) -> list[Skill]:
         return [s for s in self.skills.values() if s.agent == agent]
 

@@ -157,7 +157,7 @@ class Tactician:
         multi = self._sequential(text) or self._parallel(text)
         if multi is not None:
             return validate(Plan(mode=multi[0], steps=multi[1], reason=multi[2], **common), self.registry)  # type: ignore[arg-type]
-        skill = self._fit_entities(self.registry.choose(department, intent, text), text)  # type: ignore[arg-type]
+        skill = self._fit_entities(self.registry.choose(department, intent, text), text, intent)  # type: ignore[arg-type]
         step = PlanStep(step_id="s1", agent=skill.agent, skill=skill.name)
         return validate(Plan(mode="single", steps=(step,), reason=f"{intent} -> {skill.name}", **common), self.registry)  # type: ignore[arg-type]
 
@@ -190,8 +190,11 @@ class Tactician:
                     return self.registry[name]
         return self.registry[self.registry.defaults[agent]]
 
-    def _fit_entities(self, skill: Skill, text: str) -> Skill:
-        """A skill that can use the id the customer named, when the chosen one cannot."""
+    def _fit_entities(self, skill: Skill, text: str, intent: str) -> Skill:
+        """A skill that can use the id the customer named, when the chosen one cannot and was
+        picked by keyword or default rather than because it claims the intent."""
+        if self.registry.by_intent(intent) is skill:
+            return skill
         named = extract(text)
         for entity, name in ENTITY_SKILLS:
             if (named.has(entity) and entity not in skill.params.model_fields  # type: ignore[arg-type]
@@ -216,7 +219,7 @@ class Tactician:
         if p.abstain or p.department not in AGENT_DEPARTMENTS:
             return None
         agent: AgentName = p.department  # type: ignore[assignment]
-        skill = self._fit_entities(self.registry.choose(agent, p.intent, clause), clause)
+        skill = self._fit_entities(self.registry.choose(agent, p.intent, clause), clause, p.intent)
         return PlanStep(step_id=step_id, agent=agent, skill=skill.name, depends_on=depends_on, clause=clause.strip())
 
     def _sequential(self, text: str) -> tuple[str, tuple[PlanStep, ...], str] | None:
