@@ -1,0 +1,32 @@
+"""`deskline eval --models FILE` against the fake provider failing 30% of requests, counted by the server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from deskline.testing import FakeOpenAI
+from tests.test_models import models_file
+
+
+def test_eval_with_models_stays_within_two_server_calls_a_turn(tmp_path: Path) -> None:
+    """Every case is answered (no failures), and the server saw exactly the calls the desk reported, at most 2 a turn."""
+    kinds = ("500", "429", "slow", "malformed_tool_call", "invalid_output")
+    with FakeOpenAI(fault_rate=0.3, fault_kinds=kinds, slow_seconds=1.5, seed=11) as server:
+        path = models_file(tmp_path, server)
+        path.write_text(path.read_text().replace("timeout: 5", "timeout: 0.5"))
+        done = subprocess.run(
+            [sys.executable, "-m", "deskline.cli", "eval", "--dataset", "banking77_holdout.csv", "--limit", "40",
+             "--models", str(path), "--abstain-threshold", "0.99999", "--json"],
+            capture_output=True, timeout=300, env={**os.environ, "DESKLINE_LOG_LEVEL": "error"})
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+        out = json.loads(done.stdout)
+        seen = server.count()
+        faults = sum(1 for r in server.requests if r.fault)
+    assert out["n"] == 40 and out["failures"] == []
+    assert out["llm_calls"]["max"] <= 2
+    assert out["llm_calls"]["total"] == seen
+    assert faults > 0 and out["cost_usd"]["total"] > 0
