@@ -16,6 +16,12 @@ import pytest
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import pydantic_ai.models  # noqa: E402
+
+# No test may reach a real provider: pydantic-ai's own models refuse to send requests. The
+# desk's RouterModel goes through litellm to the project's fake server on loopback instead.
+pydantic_ai.models.ALLOW_MODEL_REQUESTS = False
+
 POSTGRES_URL = os.environ.get(
     "DESKLINE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

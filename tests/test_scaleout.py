@@ -71,7 +71,7 @@ def test_a_stream_on_one_process_gets_what_another_process_appended_at_once(
     if channel == "redis":
         _redis()
     env = {**cluster_env, "DESKLINE_EVENT_CHANNEL": channel, "DESKLINE_REDIS_URL": REDIS_URL}
-    with ServeCluster(2, env=env, log_dir=tmp_path) as cluster:
+    with ServeCluster(2, env=env, log_dir=tmp_path, grace=0.5) as cluster:
         a, b = cluster.urls
         cid, customer = _open(b)
         key = AuthStore(make_engine(postgres_url)).add_agent("dana")
@@ -102,7 +102,7 @@ def test_a_stream_on_one_process_gets_what_another_process_appended_at_once(
 @pytest.mark.postgres
 def test_without_a_channel_the_other_process_waits_for_the_poll(cluster_env: dict[str, str], tmp_path: Path) -> None:
     """The control: with the channel off and a 30 s poll, B's reply does not reach A's stream within the window."""
-    with ServeCluster(2, env={**cluster_env, "DESKLINE_EVENT_CHANNEL": "none"}, log_dir=tmp_path) as cluster:
+    with ServeCluster(2, env={**cluster_env, "DESKLINE_EVENT_CHANNEL": "none"}, log_dir=tmp_path, grace=0.5) as cluster:
         a, b = cluster.urls
         cid, customer = _open(b)
         stream = SseReader(f"{a}/v1/conversations/{cid}/events", customer)
@@ -119,7 +119,7 @@ def test_without_a_channel_the_other_process_waits_for_the_poll(cluster_env: dic
 @pytest.mark.postgres
 def test_serve_with_two_workers_streams_every_message_promptly(cluster_env: dict[str, str], tmp_path: Path) -> None:
     """`deskline serve --workers 2`: whichever worker takes each message, the stream gets it within ~1 s."""
-    with ServeCluster(1, env=cluster_env, log_dir=tmp_path, workers=2) as cluster:
+    with ServeCluster(1, env=cluster_env, log_dir=tmp_path, workers=2, grace=0.5) as cluster:
         url = cluster.urls[0]
         cid, customer = _open(url)
         stream = SseReader(f"{url}/v1/conversations/{cid}/events?after=1", customer)
