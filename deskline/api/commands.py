@@ -44,22 +44,32 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on [env DESKLINE_HOST; 127.0.0.1].")] = None,
     port: Annotated[int | None, typer.Option(help="Port [env DESKLINE_PORT; 8000].")] = None,
     workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes sharing the database.")] = 1,
+    models: Annotated[str | None, typer.Option(help="A litellm-style models file [env DESKLINE_MODELS].")] = None,
 ) -> None:
     """Serve the chat page (/), the human console (/console) and the API (/docs) with uvicorn."""
+    import asyncio
+    import os
+
     import uvicorn
 
     from deskline.api.settings import WebSettings
     from deskline.errors import DesklineError
     from deskline.runtime import open_desk
 
+    if models:
+        os.environ["DESKLINE_MODELS"] = models  # the workers build their desks from the environment
     try:
         settings, web = _settings(), WebSettings.from_env()
         # Create the tables and seed the demo data once, here, before workers race to; and fail
         # with a sentence (not a worker's traceback) when the database cannot be reached.
-        open_desk(settings)
+        desk = open_desk(settings)
         _auth()
+        # Messages accepted before a crash and never answered are answered now, exactly once.
+        recovered = asyncio.run(desk.recover_all())
     except DesklineError as exc:
         _fail(exc.message)
+    if recovered:
+        typer.secho(f"recovered {len(recovered)} unanswered message(s) from before the last stop", err=True)
     host, port = host or web.host, port or web.port
     typer.secho(f"deskline on http://{host}:{port}  chat: /  console: /console  API docs: /docs", err=True)
     uvicorn.run(
