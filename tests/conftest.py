@@ -16,7 +16,7 @@ import pytest
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import pydantic_ai.models  # noqa: E402
+import pydantic_ai.models
 
 # No test may reach a real provider: pydantic-ai's own models refuse to send requests. The
 # desk's RouterModel goes through litellm to the project's fake server on loopback instead.

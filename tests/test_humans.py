@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from deskline.hierarchy.humans import AlreadyClaimed, HumanConsole, NotClaimed, NotEscalated, NoPendingAction
+from deskline.hierarchy.humans import AlreadyClaimed, HumanConsole, NoPendingAction, NotClaimed, NotEscalated
 from deskline.runtime import memory_desk
 
 

@@ -81,6 +81,9 @@ def serve(
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=5,
         server_header=False,
+        # The app logs every request itself (``http.request``, PII masked, no query string);
+        # uvicorn's access line would print the raw path and query, unmasked.
+        access_log=False,
     )
 
 

@@ -45,9 +45,6 @@ from deskline.eventlog.events import (
 from deskline.eventlog.projections import ConversationState, TurnView, fold
 from deskline.eventlog.store import EventStore
 from deskline.handoffs import escalation
-from deskline.logs import ensure_configured
-from deskline.observe.hooks import NullObserver, Observer
-from deskline.observe.tracing import span
 from deskline.handoffs.entities import extract
 from deskline.handoffs.payload import AgentResult, Case, Department, Entities, Mode
 from deskline.handoffs.plan import Plan
@@ -56,6 +53,9 @@ from deskline.hierarchy.operation import Execution, Operator
 from deskline.hierarchy.strategy import Strategy
 from deskline.hierarchy.tactical import Tactician
 from deskline.hierarchy.writer import FALLBACK, Reply, TemplateWriter, escalation_text
+from deskline.logs import ensure_configured
+from deskline.observe.hooks import NullObserver, Observer
+from deskline.observe.tracing import span
 from deskline.routing.cache import RouteCache
 from deskline.routing.models import ModelGateway, TurnBudget
 
@@ -241,7 +241,8 @@ class SupportDesk:
         """Every event of one turn's decisions, from the state before them. No store writes.
 
         Replay passes an ``operator`` that hands back recorded results, ``models`` that hand back
-        recorded model outputs, and a ``cache`` that hits exactly where the live cache did. ``structured_only`` skips the model writer (one call a turn).
+        recorded model outputs, and a ``cache`` that hits exactly where the live cache did.
+        ``structured_only`` skips the model writer (one call a turn).
         """
         operator = operator or self.operator
         models = models if models is not None else self.models
@@ -328,10 +329,12 @@ class SupportDesk:
         from deskline.hierarchy.verifier import next_step
 
         for _ in range(self.settings.verify_rounds):
-            problems = reply.problems
             seen = len(budget.attempts)
+            results, problems = run.results, reply.problems
             try:
-                outcome = await models.call("verifier", lambda m: next_step(m, text, run.results, problems), budget)
+                outcome = await models.call(
+                    "verifier", lambda m, results=results, problems=problems: next_step(m, text, results, problems),
+                    budget)
             except BudgetExceeded:
                 break
             events.extend(_model_events(budget, "verifier", start=seen))

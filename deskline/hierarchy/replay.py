@@ -27,9 +27,8 @@ from deskline.eventlog.events import (
 )
 from deskline.eventlog.projections import fold
 from deskline.handoffs.payload import AgentResult, Handoff
-from deskline.handoffs.plan import PlanStep
+from deskline.handoffs.plan import Plan, PlanStep
 from deskline.hierarchy.desk import SupportDesk
-from deskline.handoffs.plan import Plan
 from deskline.hierarchy.operation import Operator
 from deskline.routing.cache import RouteCache
 from deskline.routing.llm_config import Role

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from deskline.agents.registry import Registry, Skill
+from deskline.errors import BudgetExceeded
 from deskline.eventlog.projections import ConversationState
 from deskline.handoffs.entities import extract
 from deskline.handoffs.payload import AgentName, Department, Entities
 from deskline.handoffs.plan import Plan, PlanStep, StageVerdict
-from deskline.errors import BudgetExceeded
 from deskline.hierarchy.plan import validate
 from deskline.hierarchy.strategy import Strategy
 from deskline.observe.tracing import span

@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-
 from typing import Any, Protocol
 
 from deskline.errors import ConfigError

@@ -37,7 +37,7 @@ def free_port() -> int:
 
 def _healthy(url: str) -> bool:
     try:
-        with urllib.request.urlopen(f"{url}/healthz", timeout=1) as r:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(f"{url}/healthz", timeout=1) as r:
             return bool(r.status == 200)
     except (OSError, urllib.error.URLError):
         return False
@@ -59,12 +59,13 @@ class ServeCluster:
     """``n`` ``deskline serve`` processes sharing the environment ``env`` (the database URL)."""
 
     def __init__(self, n: int, *, env: Mapping[str, str], log_dir: Path | None = None,
-                 workers: int = 1, startup_timeout: float = 60) -> None:
+                 workers: int = 1, startup_timeout: float = 60, grace: float = 10.0) -> None:
         self.n = n
         self.env = {**os.environ, **env}
         self.log_dir = Path(log_dir) if log_dir is not None else Path(tempfile.mkdtemp(prefix="deskline-cluster-"))
         self.workers = workers
         self.startup_timeout = startup_timeout
+        self.grace = grace  # how long ``stop`` lets open requests and streams finish
         self.ports = [free_port() for _ in range(n)]
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * n
         self.kills = 0
@@ -103,16 +104,21 @@ class ServeCluster:
         proc = self._spawn(i)
         return wait_healthy(self.urls[i], proc, self.startup_timeout)
 
-    def stop(self) -> None:
-        """SIGTERM each process (uvicorn's graceful shutdown), SIGKILL what outlives 15 s."""
-        for proc in self.procs:
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            if proc is None:
-                continue
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM each process (uvicorn's graceful shutdown); after ``grace`` seconds a second
+        signal (SIGINT) makes uvicorn stop waiting for open streams; SIGKILL what still lives."""
+        live = [p for p in self.procs if p is not None and p.poll() is None]
+        for proc in live:
+            proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for proc in live:
             try:
-                proc.wait(15)
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGINT)
+        for proc in live:
+            try:
+                proc.wait(10)
             except subprocess.TimeoutExpired:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait(10)
@@ -124,9 +130,9 @@ class ServeCluster:
         try:
             return self.start()
         except BaseException:
-            self.stop()
+            self.stop(0)
             raise
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self.stop()
+        self.stop(self.grace)
