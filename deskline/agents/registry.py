@@ -169,6 +169,10 @@ class Registry:
     def __contains__(self, name: object) -> bool:
         return name in self.skills
 
+    def agents_taking(self, entity: str) -> set[AgentName]:
+        """The agents with a skill that takes ``entity`` as a parameter: who owns that kind of id."""
+        return {s.agent for s in self.skills.values() if entity in s.params.model_fields}
+
     def by_intent(self, intent: str) -> Skill | None:
         """The skill that claims ``intent``, if one does."""
         return self._by_intent.get(intent)

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from deskline.hierarchy.planner import LLMPlanner
 
 AGENT_DEPARTMENTS: frozenset[Department] = frozenset(("tech", "billing", "payment"))
+ID_OWNER_MIN_WEIGHT = 0.02
 # An id the customer names, and the skill that looks it up, for messages the classifier can't place.
 ENTITY_SKILLS = (("invoice_id", "billing.lookup_invoice"), ("payment_id", "payment.transfer_status"),
                  ("charge_id", "billing.refund_charge"))
@@ -102,6 +103,16 @@ class Tactician:
             if hinted is not None:
                 return hinted, Entities()
         if not p.abstain:
+            owner = self._id_owner(entities, text, p)
+            if owner is not None:
+                verdicts.append(StageVerdict(
+                    stage="classifier", department=p.department, intent=p.intent, confidence=p.confidence,
+                    alternatives=p.alternatives, reason=f"{p.department} at {p.confidence:.2f}, but the ids named belong to {owner}"))
+                verdicts.append(StageVerdict(stage="rules", department=owner, intent=p.intent, confidence=p.confidence,
+                                             accepted=True, reason=f"the message names only {owner}'s ids"))
+                plan = self._route(text, owner, "", p.confidence, "rules", verdicts)
+                self.cache.put(key, plan)
+                return plan, Entities()
             verdicts.append(StageVerdict(stage="classifier", department=p.department, intent=p.intent,
                                          confidence=p.confidence, accepted=True, alternatives=p.alternatives,
                                          reason=f"confidence {p.confidence:.2f} >= {self.classifier.threshold:.2f}"))
@@ -180,6 +191,20 @@ class Tactician:
                                  stage="rules", steps=(step,), verdicts=tuple(verdicts),
                                  reason=f"{value} -> {skill.name}"), self.registry)
         return None
+
+    def _id_owner(self, entities: Entities, text: str, p: Prediction) -> Department | None:
+        """Another agent department, when every id the message names is that department's and the
+        classifier gave it some weight: an explicit reference says which system the request is about."""
+        named = extract(text)
+        owners: set[str] = set()
+        for entity in ("invoice_id", "payment_id", "charge_id"):
+            if named.has(entity):  # type: ignore[arg-type]
+                owners |= self.registry.agents_taking(entity)
+        if len(owners) != 1 or p.department in owners or p.department not in AGENT_DEPARTMENTS:
+            return None
+        owner: Department = next(iter(owners))  # type: ignore[assignment]
+        weight = dict(p.alternatives).get(owner, 0.0)
+        return owner if weight >= ID_OWNER_MIN_WEIGHT else None
 
     def _lookup_for(self, agent: AgentName, text: str) -> Skill:
         """A skill of ``agent`` that only reads: the one for the id named, else the default."""
