@@ -22,13 +22,13 @@ import uuid
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from sqlalchemy import text  # noqa: E402
+from sqlalchemy import text
 
-from deskline.config import Settings  # noqa: E402
-from deskline.eventlog.database import make_engine  # noqa: E402
-from deskline.eventlog.events import CustomerMessaged, ReplySent, StrategyDecided  # noqa: E402
-from deskline.eventlog.store import SqlEventStore  # noqa: E402
-from deskline.runtime import open_desk  # noqa: E402
+from deskline.config import Settings
+from deskline.eventlog.database import make_engine
+from deskline.eventlog.events import CustomerMessaged, ReplySent, StrategyDecided
+from deskline.eventlog.store import SqlEventStore
+from deskline.runtime import open_desk
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 MESSAGES = [

@@ -26,7 +26,7 @@ from typing import Any
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import workload as W  # noqa: E402  (the peers' shared workload)
+import workload as W
 
 MODE = os.environ.get("DESKLINE_BENCH_MODE", "model")
 DB = os.environ.get("DESKLINE_BENCH_DB", "sqlite://")

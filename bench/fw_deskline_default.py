@@ -4,7 +4,7 @@ import os
 
 os.environ["DESKLINE_BENCH_MODE"] = "default"
 
-from fw_deskline import (  # noqa: E402,F401
+from fw_deskline import (  # noqa: F401
     FANOUT_IDIOM,
     IDIOM,
     MODEL_CALLS_PER_FANOUT,

@@ -26,17 +26,20 @@ def _fmt_us(us: float) -> str:
     return f"{us:,.0f} µs"
 
 
-def peers_svg(rows: dict[str, dict[str, Any]], fastest: str | None = None, title_note: str = "") -> str:
-    """``rows``: framework -> {median_us, p99_us, model_calls_per_turn, x_fastest_median?, version?}."""
+def peers_svg(rows: dict[str, dict[str, Any]], fastest: str | None = None, title_note: str = "",
+              targets: tuple[tuple[float, str], ...] = ((0.8, "model-path target"), (0.05, "default target"))) -> str:
+    """``rows``: framework -> {median_us, p99_us, model_calls_per_turn, x_fastest_median?, version?}.
+
+    ``targets``: (ratio to the fastest peer, label) drawn as dashed lines."""
     data = sorted(((k, v) for k, v in rows.items() if "median_us" in v), key=lambda kv: kv[1]["median_us"])
     if not data:
         raise ValueError("no rows to plot")
-    left, right, top, bar_h, gap = 250, 190, 64, 26, 12
-    width = 960
+    left, right, top, bar_h, gap = 340, 230, 84, 26, 12
+    width = 1100
     plot_w = width - left - right
-    height = top + len(data) * (bar_h + gap) + 56
+    height = top + len(data) * (bar_h + gap) + 76
     lo = 10 ** math.floor(math.log10(min(v["median_us"] for _, v in data)))
-    hi = 10 ** math.ceil(math.log10(max(max(v["median_us"], v.get("p99_us") or 0) for _, v in data)))
+    hi = max(v["median_us"] for _, v in data) * 4
 
     def x(us: float) -> float:
         return left + plot_w * (math.log10(max(us, lo)) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
@@ -51,9 +54,16 @@ def peers_svg(rows: dict[str, dict[str, Any]], fastest: str | None = None, title
     decade = lo
     while decade <= hi:
         gx = x(decade)
-        out.append(f'<line x1="{gx:.1f}" y1="{top - 6}" x2="{gx:.1f}" y2="{height - 44}" stroke="#e9ecef"/>')
-        out.append(f'<text x="{gx:.1f}" y="{height - 28}" text-anchor="middle" fill="#555">{_fmt_us(decade)}</text>')
+        out.append(f'<line x1="{gx:.1f}" y1="{top - 6}" x2="{gx:.1f}" y2="{height - 64}" stroke="#e9ecef"/>')
+        out.append(f'<text x="{gx:.1f}" y="{height - 48}" text-anchor="middle" fill="#555">{_fmt_us(decade)}</text>')
         decade *= 10
+    ref = rows.get(fastest or "", {}).get("median_us")
+    for k, (ratio, label) in enumerate(targets if ref else ()):
+        tx = x(ratio * ref)
+        out.append(f'<line x1="{tx:.1f}" y1="{top - 8}" x2="{tx:.1f}" y2="{height - 64}" stroke="{HIGHLIGHT}" '
+                   f'stroke-dasharray="5,4" stroke-width="1.5"/>')
+        out.append(f'<text x="{tx:.1f}" y="{top - 12 - 13 * (k % 2)}" text-anchor="middle" fill="{HIGHLIGHT}" '
+                   f'font-size="11">{escape(label)} ({ratio:g}× {escape(str(fastest))})</text>')
     for i, (name, v) in enumerate(data):
         y = top + i * (bar_h + gap)
         color = HIGHLIGHT if name.startswith("deskline") else BASE if name == "baseline" else PEER
@@ -72,11 +82,13 @@ def peers_svg(rows: dict[str, dict[str, Any]], fastest: str | None = None, title
                        f'stroke-width="2"/>')
         ratio = v.get("x_fastest_median")
         extra = f"  ({ratio:.3f}× {fastest})" if ratio is not None and fastest and name != fastest else ""
-        tx = max(bx, x(v.get("p99_us") or 0)) + 8
+        tx = min(max(bx, x(v.get("p99_us") or 0)) + 8, width - right + 20)
         out.append(f'<text x="{tx:.1f}" y="{y + bar_h * 0.68:.1f}" font-weight="{weight}">'
                    f'{_fmt_us(v["median_us"])}{escape(extra)}</text>')
-    out.append(f'<text x="{left}" y="{height - 8}" fill="#555">orange: deskline (model path: 2 calls through the '
-               f'litellm Router; default: local classifier + templates, 0 calls). Peers make 3 calls a turn.</text>')
+    out.append(f'<text x="20" y="{height - 24}" fill="#555">orange: deskline (model path: 2 model calls through the '
+               f'litellm Router; default: local classifier + templates, 0 calls); blue: peers (3 calls a turn);</text>')
+    out.append(f'<text x="20" y="{height - 8}" fill="#555">grey: plain asyncio floor. Event log on in-memory SQLite. '
+               f'Same process-per-framework harness, same run (../shared/bench/peers).</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
@@ -87,7 +99,7 @@ def main() -> None:
     doc = json.loads(src.read_text(encoding="utf-8"))
     peers = doc["sections"]["peers"]
     note = f"{doc['generated_utc']}"
-    dst.write_text(peers_svg(peers["rows"], peers["fastest_peer"], note), encoding="utf-8")
+    dst.write_text(peers_svg(peers.get("plot_rows") or peers["rows"], peers["fastest_peer"], note), encoding="utf-8")
     print(f"wrote {dst}")
 
 

@@ -253,7 +253,8 @@ async def w_peers_inproc(p: dict[str, Any]) -> dict[str, Any]:
             outs.append(await F.turn(text))
             samples.append((pc() - s) / 1000)
         wall, cpu = (pc() - t0) / 1e9, time.process_time() - c0
-        wrong = sorted({f"{msgs[i % len(msgs)][0]!r} -> {o!r}" for i, o in enumerate(outs) if o != W.expected_answer(i)})
+        wrong = sorted({f"{msgs[i % len(msgs)][0]!r} -> {o!r}"
+                        for i, o in enumerate(outs) if o != W.expected_answer(i)})
         return {"n": n, "median_us": statistics.median(samples), "p99_us": pct(samples, 99),
                 "mean_us": statistics.fmean(samples), "cpu_us_per_turn": cpu / n * 1e6,
                 "cpu_share": cpu / wall, "model_calls_per_turn": W.COUNTS.model / n,
@@ -500,6 +501,7 @@ async def _tp_loop(desk: Any, prefix: str, seconds: float, pool: int = 500, per_
     cpu = time.process_time() - c0
     return {"turns": i, "seconds": wall, "turns_per_s": i / wall, "p50_ms": statistics.median(lat),
             "p99_ms": pct(lat, 99), "latencies_ms": lat, "cpu_share": cpu / wall, "modes": modes,
+            "turns_per_cpu_s": i / cpu if cpu else None,
             "conversations": (i // per_conv) + 1}
 
 
@@ -560,10 +562,7 @@ async def w_memory(p: dict[str, Any]) -> dict[str, Any]:
     from deskline.runtime import memory_desk, open_desk
 
     msgs = _tp_messages()
-    if p["store"] == "memory":
-        desk = memory_desk(Settings())
-    else:
-        desk = open_desk(Settings(database_url=p["db"]))
+    desk = memory_desk(Settings()) if p["store"] == "memory" else open_desk(Settings(database_url=p["db"]))
     for i in range(200):
         await desk.handle(f"warm-{i % 50}", msgs[i % len(msgs)])
     db_file = Path(p["db"].removeprefix("sqlite:///")) if p["store"] != "memory" else None
@@ -632,7 +631,7 @@ async def w_observability(p: dict[str, Any]) -> dict[str, Any]:
     spans: dict[str, int] = dict.fromkeys(configs, 0)
     msgs = W.MESSAGES
     rng = random.Random(3)
-    for name, (observer, tracer) in configs.items():  # warm every configuration
+    for observer, tracer in configs.values():  # warm every configuration
         desk.observer = observer
         use_tracer(tracer)
         for i in range(p["warmup"]):
@@ -739,10 +738,7 @@ def worker_main(name: str, params: dict[str, Any]) -> None:
     if name == "tp_pg_proc":
         w_tp_pg_proc(params)
         return
-    if name in SYNC_WORKERS:
-        result = SYNC_WORKERS[name](params)
-    else:
-        result = asyncio.run(WORKERS[name](params))
+    result = SYNC_WORKERS[name](params) if name in SYNC_WORKERS else asyncio.run(WORKERS[name](params))
     print(json.dumps(result, default=str), flush=True)
 
 
@@ -799,12 +795,13 @@ def section_peers(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                                                               "fanout_concurrent") if r.get(k)),
             "loadavg": [r["loadavg_start"][0], r["loadavg_end"][0]],
             "inprocess_baseline_us": r.get("calibration_baseline_median_us")}
-    peers = {k: v for k, v in rows.items() if k not in ("baseline", "deskline", "deskline_default") and "error" not in v}
+    peers = {k: v for k, v in rows.items()
+             if k not in ("baseline", "deskline", "deskline_default") and "error" not in v}
     if not peers:
         raise RuntimeError(f"no peer row ran: {rows}")
     fastest = min(peers, key=lambda k: peers[k]["median_us"])
     fastest_cpu = min(peers, key=lambda k: peers[k]["cpu_us_per_turn"])
-    for name, r in rows.items():
+    for r in rows.values():
         if "error" not in r:
             r["x_fastest_median"] = r["median_us"] / peers[fastest]["median_us"]
             r["x_fastest_cpu"] = r["cpu_us_per_turn"] / peers[fastest_cpu]["cpu_us_per_turn"]
@@ -859,6 +856,7 @@ def section_peers(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     except Exception as exc:  # the figures matter more than the picture
         log(f"   plot failed: {exc}")
     return {"fastest_peer": fastest, "fastest_peer_by_cpu": fastest_cpu, "rows": rows, "inprocess": inproc,
+            "plot_rows": plot_rows,
             "peer_table_md": doc.get("table_md"), "peer_params": doc.get("params"), "svg": svg,
             "targets": targets}
 
@@ -935,7 +933,10 @@ def section_throughput(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     seconds = 3.0 if args.quick else 12.0
     out: dict[str, Any] = {"seconds_per_run": seconds}
     log(f"   SQLite file, 1 process, {seconds:.0f} s")
+    ticks = cpu_ticks()
     out["sqlite_1proc"] = run_worker("tp_sqlite", {"db": f"sqlite:///{tmp}/tp.db", "seconds": seconds})
+    busy, total = cpu_ticks()
+    out["sqlite_1proc"]["machine_cpu_busy"] = round((busy - ticks[0]) / max(1, total - ticks[1]), 3)
     if not args.no_postgres:
         out["postgresql"] = {}
         for nproc in (1, 2, 4):
@@ -951,7 +952,10 @@ def section_throughput(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         out["memory"][store] = run_worker("memory", {"store": store, "n": n, "db": f"sqlite:///{tmp}/mem-{store}.db"})
     out["targets"] = [target("embedded default, 1 process, SQLite file: sustained turns/s",
                              out["sqlite_1proc"]["turns_per_s"], ">=", TARGET_SQLITE_TPS, "turns/s",
-                             note=f"p50 {out['sqlite_1proc']['p50_ms']:.2f} ms, p99 {out['sqlite_1proc']['p99_ms']:.2f} ms")]
+                             note=f"p50 {out['sqlite_1proc']['p50_ms']:.2f} ms, "
+                                  f"p99 {out['sqlite_1proc']['p99_ms']:.2f} ms; "
+                                  f"CPU share {out['sqlite_1proc']['cpu_share']:.2f}, "
+                                  f"{out['sqlite_1proc']['turns_per_cpu_s']:.0f} turns per CPU-second")]
     return out
 
 
@@ -998,16 +1002,17 @@ def pg_processes(base_url: str, nproc: int, seconds: float) -> dict[str, Any]:
 def tables_throughput(s: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     sq = s["sqlite_1proc"]
-    rows.append(["SQLite file (WAL)", "1", f0(sq["turns_per_s"]), f2(sq["p50_ms"]), f2(sq["p99_ms"]),
-                 f"{sq['turns']:,}", f2(sq["cpu_share"]), "-"])
+    rows.append(["SQLite file (WAL)", "1", f0(sq["turns_per_s"]), f0(sq.get("turns_per_cpu_s")), f2(sq["p50_ms"]),
+                 f2(sq["p99_ms"]), f"{sq['turns']:,}", f2(sq["cpu_share"]),
+                 f"{100 * sq['machine_cpu_busy']:.0f}%" if sq.get("machine_cpu_busy") is not None else "-"])
     for n, r in (s.get("postgresql") or {}).items():
-        rows.append(["PostgreSQL, one schema", n, f0(r["turns_per_s"]), f2(r["p50_ms"]), f2(r["p99_ms"]),
+        rows.append(["PostgreSQL, one schema", n, f0(r["turns_per_s"]), "-", f2(r["p50_ms"]), f2(r["p99_ms"]),
                      f"{r['turns']:,}", "/".join(f"{x:.2f}" for x in r["cpu_share_per_process"]),
                      f"{100 * r['machine_cpu_busy']:.0f}%"])
     t1 = {"title": f"throughput: embedded default (classifier + templates), sequential turns per process, "
                    f"{s['seconds_per_run']:.0f} s each",
-          "columns": ["event log", "processes", "turns/s", "p50 ms", "p99 ms", "turns", "CPU share/process",
-                      "machine CPU busy"], "rows": rows}
+          "columns": ["event log", "processes", "turns/s", "turns per CPU-second", "p50 ms", "p99 ms", "turns",
+                      "CPU share/process", "machine CPU busy"], "rows": rows}
     rows2 = []
     for store, m in s["memory"].items():
         rows2.append([store, f"{m['conversations']:,}", f1(m["rss_kib_per_conversation"]),
@@ -1077,8 +1082,9 @@ def section_cold_start(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 
 def tables_cold_start(s: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = [[label, f3(s[label]["median_s"]), f3(s[label]["min_s"]), f3(s[label]["max_s"]), str(len(s[label]["times_s"])),
-             s[label]["tool"]] for label in ("fresh SQLite file", "existing SQLite file")]
+    labels = ("fresh SQLite file", "existing SQLite file")
+    rows = [[label, f3(s[label]["median_s"]), f3(s[label]["min_s"]), f3(s[label]["max_s"]),
+             str(len(s[label]["times_s"])), s[label]["tool"]] for label in labels]
     if "python_bare_s" in s:
         rows.append(["(bare `python -c pass`)", f3(s["python_bare_s"]), "", "", "", "hyperfine"])
     return [{"title": f"cold start: {s['command']}  →  {s['answer']['department']}, {s['answer']['mode']}",
@@ -1149,10 +1155,10 @@ SECTION_FUNCS = {"peers": (section_peers, tables_peers), "critical_path": (secti
 # ------------------------------------------------------------------------------------------- output
 
 def md_table(columns: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(columns, *rows)] if rows else [len(c) for c in columns]
-    lines = ["| " + " | ".join(str(h).ljust(w) for h, w in zip(columns, widths)) + " |",
+    widths = [max(len(str(x)) for x in col) for col in zip(columns, *rows, strict=True)]
+    lines = ["| " + " | ".join(str(h).ljust(w) for h, w in zip(columns, widths, strict=True)) + " |",
              "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    lines += ["| " + " | ".join(str(x).ljust(w) for x, w in zip(row, widths)) + " |" for row in rows]
+    lines += ["| " + " | ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -1165,8 +1171,9 @@ def targets_table(doc: dict[str, Any]) -> dict[str, Any]:
         for t in s.get("targets", []):
             v = t["value"]
             value = "-" if v is None else (f"{v:.3f}" if abs(v) < 10 else f"{v:,.0f}")
-            rows.append([name, t["figure"], f"{value} {t['unit']}".strip(), f"{t['op']} {t['target']:g} {t['unit']}".strip(),
-                         "yes" if t["met"] else "NO", (t.get("note") or "") + "; " + load_note(s["load"])])
+            rows.append([name, t["figure"], f"{value} {t['unit']}".strip(),
+                         f"{t['op']} {t['target']:g} {t['unit']}".strip(), "yes" if t["met"] else "NO",
+                         (t.get("note") or "") + "; " + load_note(s["load"])])
     return {"title": "targets", "columns": ["section", "figure", "measured", "target", "met", "note"], "rows": rows}
 
 
@@ -1206,7 +1213,7 @@ def run_sections(args: argparse.Namespace) -> int:
     if unknown:
         sys.exit(f"unknown section(s): {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
     started = time.perf_counter()
-    doc: dict[str, Any] = {"generated_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    doc: dict[str, Any] = {"generated_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                            "command": " ".join(["python", "bench/run.py", *sys.argv[1:]]), "quick": args.quick,
                            "machine": machine_info(), "loadavg_before": [round(x, 2) for x in os.getloadavg()],
                            "sections": {}}

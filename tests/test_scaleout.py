@@ -58,6 +58,7 @@ def _open(url: str) -> tuple[str, dict[str, str]]:
 
 
 def _arrives(stream: SseReader, kind: str, since: float) -> tuple[dict[str, Any], float]:
+    """The next frame of this type, and the seconds from ``since`` until it was read."""
     frame = stream.until(kind, timeout=10)
     return frame, time.monotonic() - since
 
@@ -79,20 +80,18 @@ def test_a_stream_on_one_process_gets_what_another_process_appended_at_once(
         stream = SseReader(f"{a}/v1/conversations/{cid}/events", customer)
         try:
             assert stream.next()["event"] == "conversation_opened"
-            took: dict[str, float] = {}
-            sent = time.monotonic()
+            took: dict[str, float] = {}  # from B's answer (the events are committed) to A's stream
             r = httpx.post(f"{b}/v1/conversations/{cid}/messages", headers=customer,
                            json={"text": PERSON, "client_message_id": "m-1"}, timeout=20)
+            done = time.monotonic()
             assert r.status_code == 200 and r.json()["escalated"] is True
-            _, took["customer_messaged"] = _arrives(stream, "customer_messaged", sent)
-            _, took["reply_sent"] = _arrives(stream, "reply_sent", sent)
-            sent = time.monotonic()
+            _, took["customer_messaged"] = _arrives(stream, "customer_messaged", done)
+            _, took["reply_sent"] = _arrives(stream, "reply_sent", done)
             httpx.post(f"{b}/v1/conversations/{cid}/claim", headers=dana, timeout=20).raise_for_status()
-            claimed, took["escalation_claimed"] = _arrives(stream, "escalation_claimed", sent)
-            sent = time.monotonic()
+            claimed, took["escalation_claimed"] = _arrives(stream, "escalation_claimed", time.monotonic())
             httpx.post(f"{b}/v1/conversations/{cid}/human-messages", headers=dana,
                        json={"text": "Dana here, from process B."}, timeout=20).raise_for_status()
-            replied, took["human_replied"] = _arrives(stream, "human_replied", sent)
+            replied, took["human_replied"] = _arrives(stream, "human_replied", time.monotonic())
         finally:
             stream.close()
     assert claimed["data"]["agent"] == "dana" and replied["data"]["text"] == "Dana here, from process B."
@@ -125,11 +124,10 @@ def test_serve_with_two_workers_streams_every_message_promptly(cluster_env: dict
         stream = SseReader(f"{url}/v1/conversations/{cid}/events?after=1", customer)
         try:
             for i in range(6):  # a fresh connection each time, so the kernel picks the worker
-                sent = time.monotonic()
                 with httpx.Client(timeout=20) as http:
                     http.post(f"{url}/v1/conversations/{cid}/messages", headers=customer,
                               json={"text": f"is the service down? #{i}"}).raise_for_status()
-                frame, took = _arrives(stream, "reply_sent", sent)
+                _frame, took = _arrives(stream, "reply_sent", time.monotonic())
                 assert took < PROMPT, (i, took)
         finally:
             stream.close()
@@ -210,3 +208,24 @@ def test_two_model_routers_share_a_cooldown_through_redis(tmp_path: Path, router
     assert 0 < client.ttl(f"deployment:limited-model-{tag}:cooldown") <= 60
     assert seen_by_shared == 0  # the cooldown A caused kept B off the deployment
     assert seen_by_local >= 1  # without Redis a router has no idea, and keeps trying it
+
+
+def test_the_channel_settings_are_read_from_the_environment() -> None:
+    """DESKLINE_EVENT_CHANNEL, DESKLINE_REDIS_URL and both poll intervals are read, and bad values refused."""
+    from deskline.api.bus import PostgresTransport, RedisTransport, transport_for
+    from deskline.errors import ConfigError
+
+    web = WebSettings.from_env({"DESKLINE_EVENT_CHANNEL": "Redis", "DESKLINE_REDIS_URL": REDIS_URL,
+                                "DESKLINE_POLL_INTERVAL_S": "2", "DESKLINE_CHANNEL_POLL_INTERVAL_S": "20"})
+    assert (web.event_channel, web.redis_url, web.poll_interval_s, web.channel_poll_interval_s) == (
+        "redis", REDIS_URL, 2.0, 20.0)
+    pg, lite = Settings(database_url="postgresql+psycopg://u@h/db"), Settings(database_url="sqlite://")
+    assert isinstance(transport_for(lite, web), RedisTransport)
+    assert isinstance(transport_for(pg, WebSettings()), PostgresTransport)  # auto: the database's own
+    assert transport_for(lite, WebSettings()) is None  # one process on SQLite needs no channel
+    assert transport_for(pg, WebSettings(event_channel="none")) is None
+    for bad in ({"DESKLINE_EVENT_CHANNEL": "kafka"}, {"DESKLINE_CHANNEL_POLL_INTERVAL_S": "0"}):
+        with pytest.raises(ConfigError):
+            WebSettings.from_env(bad)
+    with pytest.raises(ConfigError, match="DESKLINE_REDIS_URL"):
+        transport_for(lite, WebSettings(event_channel="redis"))

@@ -9,8 +9,8 @@ closes that gap:
   conversation) publishes ``<conversation_id>:<last seq>`` after it commits;
 * one listening connection per process receives every process's publications and wakes the local
   streams of that conversation, which then read the store as before (the message only says
-  *where* to look; the store stays the truth, so a lost or duplicated notification costs a read,
-  never an event).
+  *where* to look; the store stays the truth: a duplicated notification costs a read, a lost one
+  delays the event to the stream's next poll, and neither loses or repeats an event).
 
 Two transports: PostgreSQL ``LISTEN``/``NOTIFY`` on channel ``deskline_events`` (psycopg 3, async)
 when the database is PostgreSQL, and Redis pub/sub on ``deskline:events`` when ``DESKLINE_REDIS_URL``
@@ -131,6 +131,10 @@ class RedisTransport:
     name = "redis"
 
     def __init__(self, redis_url: str) -> None:
+        try:
+            import redis.asyncio  # noqa: F401
+        except ImportError as exc:
+            raise ConfigError("the redis event channel needs the redis package: pip install redis") from exc
         self.redis_url = redis_url
         self._client: Any = None
 

@@ -11,7 +11,7 @@ CLI's fast path (``deskline ask``) should not parse them.
 | ``DESKLINE_HOST`` / ``DESKLINE_PORT`` | 127.0.0.1 / 8000 | where ``deskline serve`` listens |
 | ``DESKLINE_POLL_INTERVAL_S`` | 0.5 | how often a live stream reads the store when no event channel is live |
 | ``DESKLINE_CHANNEL_POLL_INTERVAL_S`` | 5 | the same, while the event channel is live (a safety net) |
-| ``DESKLINE_EVENT_CHANNEL`` | auto | ``auto``, ``postgres``, ``redis`` or ``none``: how processes wake each other's streams |
+| ``DESKLINE_EVENT_CHANNEL`` | auto | ``auto``, ``postgres``, ``redis`` or ``none``: see ``deskline.api.bus`` |
 | ``DESKLINE_REDIS_URL`` | none | Redis for the event channel (pub/sub) |
 """
 
