@@ -5,6 +5,7 @@
     python bench/run.py --quick              # smoke version, ~2-3 min
     python bench/run.py --only peers,cold_start
     python bench/run.py --profile default    # where a turn's time goes (pyinstrument), no sections
+    python bench/run.py --snapshot HEAD      # measure the committed desk while deskline/ is being edited
 
 Run it with the project's virtualenv (``/tmp/dv/bin/python bench/run.py``). Sections:
 
@@ -762,12 +763,16 @@ def drop_schema(url: str, schema: str) -> None:
 
 def section_peers(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     out_dir = tmp / "peers_results"
+    venv = Path(sys.executable).parent.parent
+    extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    # the import-time column: with a --snapshot, import that (run_all.py drops PYTHONPATH for its children)
+    stmt = "".join(f"import sys; sys.path.insert(0, {p!r}); " for p in reversed(extra)) + "import deskline"
     cmd = [sys.executable, str(PEERS / "run_all.py"), "--out-dir", str(out_dir),
-           "--add", f"deskline={Path(sys.executable).parent.parent}:import deskline",
-           "--add", f"deskline_default={Path(sys.executable).parent.parent}:import deskline"]
+           "--add", f"deskline={venv}:{stmt}", "--add", f"deskline_default={venv}:{stmt}"]
     if args.quick:
         cmd.append("--quick")
-    env = dict(os.environ, PEER_ADAPTER_PATH=str(HERE))
+    # a --snapshot is on PYTHONPATH, which run_all.py drops for its children: pass it as an adapter path too
+    env = dict(os.environ, PEER_ADAPTER_PATH=os.pathsep.join([str(HERE), *extra]))
     env.pop("DESKLINE_BENCH_DB", None)
     env.pop("DESKLINE_BENCH_MODE", None)
     log("   " + " ".join(cmd[1:]))
@@ -1207,6 +1212,18 @@ def markdown(doc: dict[str, Any], tables: list[dict[str, Any]]) -> str:
     return "\n".join(parts)
 
 
+def snapshot(ref: str, dest: Path) -> str:
+    """The ``deskline`` package as committed at ``ref``, extracted into ``dest`` (``git archive``: the
+    working tree is not touched), put first on every worker's path; returns the commit measured."""
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", ref], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref, "deskline"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(dest) + (os.pathsep + old if old else "")
+    return commit
+
+
 def run_sections(args: argparse.Namespace) -> int:
     only = [s.strip() for s in args.only.split(",")] if args.only else list(SECTIONS)
     unknown = set(only) - set(SECTIONS)
@@ -1221,6 +1238,11 @@ def run_sections(args: argparse.Namespace) -> int:
     all_tables: list[dict[str, Any]] = []
     failed = False
     with tempfile.TemporaryDirectory(prefix="deskline-bench-") as tmpdir:
+        if args.snapshot:
+            src = Path(tmpdir) / "src"
+            src.mkdir()
+            doc["machine"]["deskline_commit"] = snapshot(args.snapshot, src) + f" (snapshot of {args.snapshot})"
+            log(f"measuring deskline as committed at {doc['machine']['deskline_commit']}")
         for name in SECTIONS:
             if name not in only:
                 continue
@@ -1268,6 +1290,8 @@ def main() -> int:
     ap.add_argument("--postgres", default=os.environ.get("DESKLINE_TEST_POSTGRES_URL", DEFAULT_PG))
     ap.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL measurements")
     ap.add_argument("--no-write", action="store_true", help="do not write bench/results/ or docs/peers.svg")
+    ap.add_argument("--snapshot", metavar="REF", help="measure deskline as committed at REF (e.g. HEAD), extracted "
+                    "with git archive into a temp dir, instead of the working tree (which may be mid-edit)")
     ap.add_argument("--profile", choices=("default", "model"), help="profile N turns of a path and exit")
     ap.add_argument("--profile-turns", type=int, default=2000)
     ap.add_argument("--worker", help=argparse.SUPPRESS)

@@ -24,6 +24,8 @@ class Settings:
     failed_turns_before_human: int = 3
     negative_turns_before_human: int = 2
     verify_rounds: int = 1
+    turn_lease_s: float = 10.0  # how long a crashed desk's claim on a turn blocks the next one
+    turn_wait_s: float = 60.0  # how long to wait for another desk deciding the same turn
     step_timeout_s: float = 10.0
     step_retries: int = 2
     models_path: Path | None = None
@@ -53,6 +55,7 @@ class Settings:
                 max_message_chars=int(get("MAX_MESSAGE_CHARS") or base.max_message_chars),
                 approval_limit=Decimal(get("APPROVAL_LIMIT") or base.approval_limit),
                 max_llm_calls=int(get("MAX_LLM_CALLS") or base.max_llm_calls),
+                turn_lease_s=float(get("TURN_LEASE_S") or base.turn_lease_s),
                 abstain_threshold=float(threshold) if threshold else None,
                 models_path=Path(models) if models else None,
                 default_customer=get("CUSTOMER") or base.default_customer,

@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-_CARD = re.compile(r"\b(?:\d[ -]?){12,18}(\d{4})\b")
+_CARD = re.compile(r"\b(?:\d[ -]?){9,15}(\d{4})\b")  # 13 to 19 digits: every card network
 _EMAIL = re.compile(r"\b([\w.+-])[\w.+-]*@([\w-]+(?:\.[\w-]+)+)\b")
 _PHONE = re.compile(r"(?<![\w-])\+?\d{1,3}?[ .-]?\(?\d{2,4}\)?[ .-]?\d{3,4}[ .-]?\d{3,4}\b")
 

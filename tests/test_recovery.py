@@ -32,7 +32,7 @@ CHILD = textwrap.dedent(
     from deskline.runtime import open_desk
 
     url, signal_file = sys.argv[1], sys.argv[2]
-    desk = open_desk(Settings(database_url=url))
+    desk = open_desk(Settings(database_url=url, turn_lease_s=1.0))
     real = default_registry()
     skill = real["billing.review_duplicate_charge"]
 

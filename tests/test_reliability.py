@@ -130,8 +130,6 @@ def test_prompt_injection_through_the_api_moves_no_money_past_the_gate(
     assert _money_moved(sqlite_url) == ([], {"CH-2004": "captured", "CH-2005": "captured"})
 
 
-@pytest.mark.xfail(strict=True, reason="desk: two deciders of one open turn run their own plans' actions; "
-                   "only the append winner's events are kept (plans are not durable before actions run)")
 def test_two_deciders_of_one_turn_never_run_an_action_the_log_does_not_record(tmp_path: Path) -> None:
     """A resend racing the first attempt on another process, with a model planner: every effect is in the log."""
     from deskline.eventlog.events import ConversationOpened, CustomerMessaged

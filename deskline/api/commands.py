@@ -65,7 +65,7 @@ def serve(
         desk = open_desk(settings)
         _auth()
         # Messages accepted before a crash and never answered are answered now, exactly once.
-        recovered = asyncio.run(desk.recover_all())
+        recovered = asyncio.run(desk.recover_all(wait=False))  # turns a live process holds stay its own
     except DesklineError as exc:
         _fail(exc.message)
     if recovered:

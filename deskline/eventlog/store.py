@@ -38,6 +38,8 @@ class EventStore(Protocol):
 
     def unfinished(self, accepted_before: float | None = None) -> list[tuple[str, int]]: ...
 
+    def lease(self, conversation_id: str, turn: int, holder: str, ttl_s: float) -> bool: ...
+
     def idle_since(self, before: float) -> list[str]: ...
 
     def remove(self, conversation_ids: Sequence[str]) -> int: ...
@@ -77,6 +79,8 @@ class OpenTurnRow(SQLModel, table=True):
     turn: int = Field(primary_key=True)
     message_seq: int
     accepted_at: float
+    holder: str | None = Field(default=None, max_length=64)  # the desk deciding this turn now
+    lease_until: float = 0.0
 
 
 EVENTS = EventRow.__table__  # type: ignore[attr-defined]
@@ -149,7 +153,10 @@ class SqlEventStore:
             "insert": "INSERT INTO events (conversation_id, seq, turn, type, v, data, message_key, created_at) "
                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             "close": "DELETE FROM open_turns WHERE conversation_id = ? AND turn = ?",
-            "open": "INSERT INTO open_turns (conversation_id, turn, message_seq, accepted_at) VALUES (?, ?, ?, ?)",
+            "open": "INSERT INTO open_turns (conversation_id, turn, message_seq, accepted_at, lease_until) "
+                    "VALUES (?, ?, ?, ?, 0)",
+            "lease": "UPDATE open_turns SET holder = ?, lease_until = ? WHERE conversation_id = ? AND turn = ? "
+                     "AND (holder IS NULL OR holder = ? OR lease_until < ?)",
         }.items()}
         try:
             create_tables(engine, TABLES)
@@ -205,6 +212,26 @@ class SqlEventStore:
                 conn.rollback()
                 raise
         return recorded
+
+    def lease(self, conversation_id: str, turn: int, holder: str, ttl_s: float) -> bool:
+        """Take (or renew) the right to decide an open turn for ``ttl_s`` seconds.
+
+        One desk decides a turn at a time: a second process touching the same conversation waits
+        for the first to finish instead of running its own plan's actions beside it. A crashed
+        holder's lease runs out, and the next desk to touch the conversation takes over. False
+        when someone else holds it, or when the turn is no longer open.
+        """
+        now = time.time()
+        with self._raw() as conn:
+            cur = conn.cursor()
+            try:
+                cur.execute(self._sql["lease"], (holder, now + ttl_s, conversation_id, turn, holder, now))
+                taken = cur.rowcount == 1
+                conn.commit()
+            except self._dbapi.OperationalError as exc:
+                conn.rollback()
+                raise StoreUnavailable(f"the event store failed: {exc}") from exc
+        return taken
 
     @contextmanager
     def _raw(self) -> Iterator[Any]:
@@ -287,6 +314,7 @@ class MemoryEventStore:
         self._keys: set[tuple[str, str]] = set()
         self._all: list[Recorded] = []
         self._open: dict[tuple[str, int], float] = {}
+        self._leases: dict[tuple[str, int], tuple[str, float]] = {}
 
     def load(self, conversation_id: str, after: int = 0) -> list[Recorded]:
         with self._lock:
@@ -315,6 +343,18 @@ class MemoryEventStore:
                 self._open.update({(conversation_id, r.turn): now for r in opened})
             self._all.extend(recorded)
             return recorded
+
+    def lease(self, conversation_id: str, turn: int, holder: str, ttl_s: float) -> bool:
+        now = time.time()
+        with self._lock:
+            key = (conversation_id, turn)
+            if key not in self._open:
+                return False
+            current = self._leases.get(key)
+            if current is not None and current[0] != holder and current[1] >= now:
+                return False
+            self._leases[key] = (holder, now + ttl_s)
+            return True
 
     def unfinished(self, accepted_before: float | None = None) -> list[tuple[str, int]]:
         with self._lock:

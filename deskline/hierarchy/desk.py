@@ -131,6 +131,7 @@ class SupportDesk:
                  models: ModelGateway | None = None, cache: RouteCache | None = None,
                  observer: Observer | None = None) -> None:
         self.settings = settings or Settings()
+        self.holder = "desk_" + uuid.uuid4().hex[:12]  # names this desk in turn leases
         self.observer: Observer = observer or NullObserver()
         ensure_configured(self.settings.log_format, self.settings.log_level)
         self.models = models
@@ -161,28 +162,41 @@ class SupportDesk:
                 await _backoff(attempt)
                 continue
             if seen is not None:
-                return await self._finish(state, records, duplicate=True)
+                return _waited(await self._finish(state, records, duplicate=True))
             opening: list[Event] = [] if records else [ConversationOpened(customer_id=self.settings.default_customer)]
             try:
-                accepted = self._append(cid, state.last_seq, state.turn_count + 1,
+                accepted = self.append(cid, state.last_seq, state.turn_count + 1,
                                         [*opening, CustomerMessaged(text=message, client_message_id=client_message_id)])
             except ConcurrencyConflict:
                 await _backoff(attempt)
                 continue
-            return await self._finish(fold(cid, records + accepted), records + accepted, accepted=len(accepted),
-                                      structured_only=structured_only)
+            return _waited(await self._finish(fold(cid, records + accepted), records + accepted,
+                                              accepted=len(accepted), structured_only=structured_only))
         raise ConcurrencyConflict(f"conversation {cid} kept moving; gave up after {MAX_ATTEMPTS} attempts",
                                   conversation_id=cid)
 
-    async def recover(self, conversation_id: str) -> TurnResult | None:
-        """Finish the conversation's accepted but unanswered message, if it has one."""
+    async def recover(self, conversation_id: str, *, wait: bool = True) -> TurnResult | None:
+        """Finish the conversation's accepted but unanswered message, if it has one.
+
+        With ``wait``, a turn another desk holds is waited for (its lease runs out if that desk
+        died); without, it is left to its holder.
+        """
         records = self.store.load(conversation_id)
         state = fold(conversation_id, records)
         if state.open_turn() is None:
             return None
-        return await self._finish(state, records)
+        return await self._finish(state, records, wait=wait)
 
-    def _append(self, cid: str, expected: int, turn: int, events: list[Event]) -> list[Recorded]:
+    async def recover_all(self, accepted_before: float | None = None, *, wait: bool = True) -> list[TurnResult]:
+        """Finish every unfinished turn in the store (at start-up, after a crash)."""
+        done = []
+        for conversation_id, _turn in self.store.unfinished(accepted_before):
+            result = await self.recover(conversation_id, wait=wait)
+            if result is not None:
+                done.append(result)
+        return done
+
+    def append(self, cid: str, expected: int, turn: int, events: list[Event]) -> list[Recorded]:
         """Append through the store, telling the observer how long it took and what went in."""
         started = time.perf_counter()
         try:
@@ -194,37 +208,53 @@ class SupportDesk:
         self.observer.appended(appended)
         return appended
 
-    async def recover_all(self, accepted_before: float | None = None) -> list[TurnResult]:
-        """Finish every unfinished turn in the store (at start-up, after a crash)."""
-        done = []
-        for conversation_id, _turn in self.store.unfinished(accepted_before):
-            result = await self.recover(conversation_id)
-            if result is not None:
-                done.append(result)
-        return done
+    async def _finish(self, state: ConversationState, records: list[Recorded], *, accepted: int = 0,
+                      duplicate: bool = False, structured_only: bool = False,
+                      wait: bool = True) -> TurnResult | None:
+        """Decide the open turn under its lease and append its events; on a conflict, decide again.
 
-    async def _finish(self, state: ConversationState, records: list[Recorded], *,
-                      accepted: int = 0, duplicate: bool = False, structured_only: bool = False) -> TurnResult:
-        """Decide the open turn and append its events; on a conflict, decide again."""
+        Another desk holding the turn's lease is deciding it: wait for its answer (or for its
+        lease to run out, if it died) rather than deciding beside it. ``wait=False`` (recovery
+        sweeps) leaves such a turn to its holder and returns None.
+        """
         cid = state.conversation_id
-        for attempt in range(MAX_ATTEMPTS):
+        deadline = time.monotonic() + self.settings.turn_wait_s
+        attempt = 0
+        while True:
+            attempt += 1
             turn = state.open_turn()
             if turn is None:  # another writer finished it
                 last = state.turns[-1]
                 return _result(state, last, appended=accepted, duplicate=duplicate)
+            if not self.store.lease(cid, turn.turn, self.holder, self.settings.turn_lease_s):
+                if not wait:
+                    return None
+                if time.monotonic() > deadline:
+                    raise ConcurrencyConflict(f"turn {turn.turn} of {cid} is still being decided elsewhere",
+                                              conversation_id=cid, turn=turn.turn)
+                await asyncio.sleep(min(0.2, 0.01 * attempt))
+                records = self.store.load(cid)
+                state = fold(cid, records)
+                continue
             bound = log.bind(conversation_id=cid, turn=turn.turn)
-            with span("deskline.turn", **{"deskline.conversation_id": cid, "deskline.turn": turn.turn}) as turn_span:
-                started = time.perf_counter()
-                events = await self.decide(state, turn, structured_only=structured_only)
-                if isinstance(events[-1], ReplySent):
-                    took = round((time.perf_counter() - started) * 1000, 3)
-                    events[-1] = events[-1].model_copy(update={"latency_ms": took})
-                    turn_span.set_attribute("deskline.department", events[-1].department)
-                    turn_span.set_attribute("deskline.mode", events[-1].mode)
+            renewing = asyncio.create_task(self._keep_lease(cid, turn.turn))
             try:
-                appended = self._append(cid, state.last_seq, turn.turn, events)
+                with span("deskline.turn", **{"deskline.conversation_id": cid, "deskline.turn": turn.turn}) as sp:
+                    started = time.perf_counter()
+                    events = await self.decide(state, turn, structured_only=structured_only)
+                    if isinstance(events[-1], ReplySent):
+                        took = round((time.perf_counter() - started) * 1000, 3)
+                        events[-1] = events[-1].model_copy(update={"latency_ms": took})
+                        sp.set_attribute("deskline.department", events[-1].department)
+                        sp.set_attribute("deskline.mode", events[-1].mode)
+            finally:
+                renewing.cancel()
+            try:
+                appended = self.append(cid, state.last_seq, turn.turn, events)
             except ConcurrencyConflict:
                 bound.info("turn.conflict", expected_seq=state.last_seq)
+                if time.monotonic() > deadline:
+                    raise
                 await _backoff(attempt)
                 records = self.store.load(cid)
                 state = fold(cid, records)
@@ -233,7 +263,12 @@ class SupportDesk:
             done = next(t for t in state.turns if t.turn == turn.turn)
             bound.info("turn.done", department=done.department, mode=done.mode, events=len(appended) + accepted)
             return _result(state, done, appended=len(appended) + accepted, duplicate=duplicate)
-        raise ConcurrencyConflict(f"conversation {cid} kept moving; gave up", conversation_id=cid)
+
+    async def _keep_lease(self, cid: str, turn: int) -> None:
+        """Renew the turn's lease while a long decision (model calls, slow skills) runs."""
+        while True:
+            await asyncio.sleep(self.settings.turn_lease_s / 3)
+            self.store.lease(cid, turn, self.holder, self.settings.turn_lease_s)
 
     async def decide(self, state: ConversationState, turn: TurnView, *, operator: Operator | None = None,
                      models: ModelGateway | None = None, cache: RouteCache | None = None,
@@ -393,6 +428,11 @@ class SupportDesk:
             actions_taken=tuple(f"{r.skill}: {r.status}" for r in results),
             pending_action=escalation.pending_action(results),
         )]
+
+
+def _waited(result: TurnResult | None) -> TurnResult:
+    assert result is not None, "a waiting _finish always returns a result"
+    return result
 
 
 async def _backoff(attempt: int) -> None:

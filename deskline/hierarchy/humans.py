@@ -61,7 +61,8 @@ class HumanConsole:
         return fold(conversation_id, records), records
 
     def _append(self, state: ConversationState, events: list[Event]) -> list[Recorded]:
-        return self.store.append(state.conversation_id, state.last_seq, max(state.turn_count, 1), events)
+        # Through the desk, so observers (metrics) see human steps too.
+        return self.desk.append(state.conversation_id, state.last_seq, max(state.turn_count, 1), events)
 
     def claim(self, conversation_id: str, agent: str) -> Recorded:
         for _ in range(MAX_ATTEMPTS):

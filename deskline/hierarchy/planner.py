@@ -87,13 +87,13 @@ class LLMPlanner:
         user = text if not hint else f"{text}\n\n(local classifier's best guess: {hint})"
         return [ModelRequest(parts=[SystemPromptPart(content=PLANNER_PROMPT), UserPromptPart(content=user)])]
 
-    async def plan(self, model: Model, text: str, hint: str = "") -> tuple[Plan, Entities]:
+    async def plan(self, model: Model, text: str, hint: str = "", known: Entities | None = None) -> tuple[Plan, Entities]:
         response = await model_request(
             model, self.messages(text, hint),
             model_request_parameters=ModelRequestParameters(function_tools=self.tools, allow_text_output=False))
-        return self.parse(response)
+        return self.parse(response, said=text, known=known)
 
-    def parse(self, response: ModelResponse) -> tuple[Plan, Entities]:
+    def parse(self, response: ModelResponse, said: str = "", known: Entities | None = None) -> tuple[Plan, Entities]:
         """The model's tool calls as a validated plan and the entities its arguments named."""
         calls = [p for p in response.parts if isinstance(p, ToolCallPart)]
         if not calls:
@@ -108,23 +108,31 @@ class LLMPlanner:
             return self._plan("escalate", (), "human", f"the model escalates: {why.reason}"), Entities()
         if first.tool_name == "plan_execution":
             execution = PlanExecution.model_validate(first.args_as_dict())
-            steps = tuple(self._step(s.step_id, s.skill, tuple(s.depends_on), s.arguments, found)
+            steps = tuple(self._step(s.step_id, s.skill, tuple(s.depends_on), s.arguments, found, said, known)
                           for s in execution.steps)
             mode = "sequential" if any(s.depends_on for s in steps) else ("single" if len(steps) == 1 else "parallel")
         else:
-            steps = tuple(self._step(f"s{i}", c.tool_name, (), _args(c), found) for i, c in enumerate(calls, 1))
+            steps = tuple(self._step(f"s{i}", c.tool_name, (), _args(c), found, said, known)
+                          for i, c in enumerate(calls, 1))
             mode = "single" if len(steps) == 1 else "parallel"
         plan = validate(self._plan(mode, steps, steps[0].agent, "planned by the model"), self.registry)  # type: ignore[arg-type]
         return plan, Entities.model_validate({_ENTITY_FIELDS[k]: tuple(v) for k, v in found.items()})
 
     def _step(self, step_id: str, name: str, depends_on: tuple[str, ...], args: dict[str, Any],
-              found: dict[str, list[str]]) -> PlanStep:
+              found: dict[str, list[str]], said: str = "", known: Entities | None = None) -> PlanStep:
         skill = self._skills.get(name) or self._skills.get(tool_name(name))
         if skill is None:
             raise PlanError(f"the planner called an unknown skill {name!r}", skill=name)
         unknown = set(args) - set(skill.params.model_fields)
         if unknown:
             raise PlanError(f"{name} has no parameters {sorted(unknown)}")
+        if skill.action:
+            # A model may not choose what money moves: an action's target must be something the
+            # customer named, now or earlier in the conversation (a prompt injection cannot).
+            named = " ".join(str(v) for v in (known or Entities()).model_dump().values()) + " " + said.upper()
+            for key, value in args.items():
+                if key.endswith("_id") and value and str(value).strip().upper() not in named:
+                    raise PlanError(f"the plan acts on {value}, which the customer never named", skill=name)
         for key, value in args.items():
             if key in _ENTITY_FIELDS and value:
                 found.setdefault(key, []).append(str(value).strip().upper() if key.endswith("_id") else str(value))

@@ -124,7 +124,7 @@ class Tactician:
             alternatives=p.alternatives,
             reason=f"confidence {p.confidence:.2f} below threshold {self.classifier.threshold:.2f}"))
         with span("deskline.triage.llm"):
-            planned = await self._llm(text, p, budget, verdicts)
+            planned = await self._llm(text, p, budget, verdicts, entities)
         if planned is not None:
             self.cache.put(key, planned[0])
             return planned
@@ -134,8 +134,8 @@ class Tactician:
         return Plan(mode="clarify", department="other", intent=p.intent, confidence=p.confidence,
                     stage="fallback", verdicts=tuple(verdicts), reason="nothing confident: ask"), Entities()
 
-    async def _llm(self, text: str, p: Prediction, budget: TurnBudget | None,
-                   verdicts: list[StageVerdict]) -> tuple[Plan, Entities] | None:
+    async def _llm(self, text: str, p: Prediction, budget: TurnBudget | None, verdicts: list[StageVerdict],
+                   entities: Entities | None = None) -> tuple[Plan, Entities] | None:
         """The LLM planner's plan, or None with the reason recorded."""
         if self.models is None or not self.models.has("planner") or budget is None:
             verdicts.append(StageVerdict(stage="llm", reason="no model configured"))
@@ -143,7 +143,7 @@ class Tactician:
         reserve = 1 if self.models.has("writer") else 0
         hint = f"{p.department}/{p.intent} at {p.confidence:.2f}"
         try:
-            outcome = await self.models.call("planner", lambda model: self.planner.plan(model, text, hint),
+            outcome = await self.models.call("planner", lambda model: self.planner.plan(model, text, hint, entities),
                                              budget, reserve=reserve)
         except BudgetExceeded as exc:
             verdicts.append(StageVerdict(stage="llm", reason=exc.message))
