@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 from pydantic import ValidationError
-from sqlalchemy import Engine, Index, UniqueConstraint, delete, func, select
+from sqlalchemy import Connection, Engine, Index, UniqueConstraint, delete, func, select
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlmodel import Field, SQLModel
 
@@ -226,7 +226,7 @@ class SqlEventStore:
             cur = conn.cursor()
             try:
                 cur.execute(self._sql["lease"], (holder, now + ttl_s, conversation_id, turn, holder, now))
-                taken = cur.rowcount == 1
+                taken = bool(cur.rowcount == 1)
                 conn.commit()
             except self._dbapi.OperationalError as exc:
                 conn.rollback()
@@ -298,7 +298,7 @@ class SqlEventStore:
             rows = conn.execute(query).all()
         return [(pos, parse_row(cid, seq, turn, data, at)) for pos, cid, seq, turn, data, at in rows]
 
-    def _connect(self):  # type: ignore[no-untyped-def]
+    def _connect(self) -> Connection:
         try:
             return self.engine.connect()
         except OperationalError as exc:

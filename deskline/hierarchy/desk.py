@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 from decimal import Decimal
 
 import structlog
@@ -361,15 +362,18 @@ class SupportDesk:
                       budget: TurnBudget, case: Case, plan: Plan, run: Execution, reply: Reply,
                       events: list[Event]) -> tuple[Plan, Execution, Reply]:
         """Bounded rounds of 'what next?' for a reply that failed verification."""
-        from deskline.hierarchy.verifier import next_step
+        from deskline.hierarchy.verifier import NextStep, next_step
 
         for _ in range(self.settings.verify_rounds):
             seen = len(budget.attempts)
             results, problems = run.results, reply.problems
+
+            async def ask(model: Any, results: list[AgentResult] = results,
+                          problems: tuple[str, ...] = problems) -> NextStep:
+                return await next_step(model, text, results, problems)
+
             try:
-                outcome = await models.call(
-                    "verifier", lambda m, results=results, problems=problems: next_step(m, text, results, problems),
-                    budget)
+                outcome = await models.call("verifier", ask, budget)
             except BudgetExceeded:
                 break
             events.extend(_model_events(budget, "verifier", start=seen))

@@ -59,7 +59,7 @@ class EscalateToHuman(BaseModel):
     reason: str
 
 
-META = {
+META: dict[str, tuple[str, type[BaseModel]]] = {
     "plan_execution": ("Run several skills in dependency order (sequential mode).", PlanExecution),
     "ask_customer": ("Ask the customer a clarifying question instead of acting.", AskCustomer),
     "escalate_to_human": ("Hand the conversation to a person.", EscalateToHuman),
@@ -115,7 +115,7 @@ class LLMPlanner:
             steps = tuple(self._step(f"s{i}", c.tool_name, (), _args(c), found, said, known)
                           for i, c in enumerate(calls, 1))
             mode = "single" if len(steps) == 1 else "parallel"
-        plan = validate(self._plan(mode, steps, steps[0].agent, "planned by the model"), self.registry)  # type: ignore[arg-type]
+        plan = validate(self._plan(mode, steps, steps[0].agent, "planned by the model"), self.registry)
         return plan, Entities.model_validate({_ENTITY_FIELDS[k]: tuple(v) for k, v in found.items()})
 
     def _step(self, step_id: str, name: str, depends_on: tuple[str, ...], args: dict[str, Any],
@@ -140,7 +140,7 @@ class LLMPlanner:
 
     @staticmethod
     def _plan(mode: str, steps: tuple[PlanStep, ...], department: str, reason: str) -> Plan:
-        return Plan(mode=mode, department=department, intent="llm_plan", confidence=1.0,  # type: ignore[arg-type]
+        return Plan(mode=mode, department=department, intent="llm_plan", confidence=1.0,
                     stage="llm", steps=steps, reason=reason)
 
 

@@ -125,8 +125,12 @@ class RecordedModels:
             if not e.ok and not e.output:
                 continue
             recorded = from_output(e.output, e.deployment, e.input_tokens, e.output_tokens)
+
+            def answer(_messages: Any, _info: Any, r: Any = recorded) -> Any:
+                return r
+
             try:
-                value = await run(FunctionModel(lambda _messages, _info, r=recorded: r))
+                value = await run(FunctionModel(answer))
             except call_errors():
                 continue
             return Outcome(value, tuple(attempts))
@@ -149,7 +153,7 @@ class LoggedCache(RouteCache):
 
 
 def _comparable(e: Event) -> dict[str, Any]:
-    data = e.model_dump(mode="json")
+    data: dict[str, Any] = e.model_dump(mode="json")
     if e.type == "plan_made":
         # The decision is compared, not its explanation: a route-cache hit is the classifier's
         # answer remembered, and whether the cache was warm depends on other conversations.
@@ -158,7 +162,8 @@ def _comparable(e: Event) -> dict[str, Any]:
             plan["stage"] = "classifier"
         plan.pop("verdicts")
         plan.pop("reason")
-    return _strip(data)
+    stripped: dict[str, Any] = _strip(data)
+    return stripped
 
 
 def _strip(value: Any) -> Any:

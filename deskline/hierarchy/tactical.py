@@ -162,15 +162,15 @@ class Tactician:
         common = {"department": department, "intent": intent, "confidence": confidence,
                   "stage": stage, "verdicts": tuple(verdicts)}
         if department == "human":
-            return Plan(mode="escalate", reason="the triage routed to a person", **common)  # type: ignore[arg-type]
+            return Plan(mode="escalate", reason="the triage routed to a person", **common)
         if department not in AGENT_DEPARTMENTS:
-            return Plan(mode="clarify", reason="outside what the desk handles", **common)  # type: ignore[arg-type]
+            return Plan(mode="clarify", reason="outside what the desk handles", **common)
         multi = self._sequential(text) or self._parallel(text)
         if multi is not None:
-            return validate(Plan(mode=multi[0], steps=multi[1], reason=multi[2], **common), self.registry)  # type: ignore[arg-type]
+            return validate(Plan(mode=multi[0], steps=multi[1], reason=multi[2], **common), self.registry)
         skill = self._fit_entities(self.registry.choose(department, intent, text), text, intent)  # type: ignore[arg-type]
         step = PlanStep(step_id="s1", agent=skill.agent, skill=skill.name)
-        return validate(Plan(mode="single", steps=(step,), reason=f"{intent} -> {skill.name}", **common), self.registry)  # type: ignore[arg-type]
+        return validate(Plan(mode="single", steps=(step,), reason=f"{intent} -> {skill.name}", **common), self.registry)
 
     def _entity_hint(self, entities: Entities, text: str, p: Prediction,
                      verdicts: list[StageVerdict], classified: bool = False) -> Plan | None:
@@ -196,13 +196,13 @@ class Tactician:
         """Another agent department, when every id the message names is that department's and the
         classifier gave it some weight: an explicit reference says which system the request is about."""
         named = extract(text)
-        owners: set[str] = set()
+        owners: set[AgentName] = set()
         for entity in ("invoice_id", "payment_id", "charge_id"):
-            if named.has(entity):  # type: ignore[arg-type]
+            if named.has(entity):
                 owners |= self.registry.agents_taking(entity)
         if len(owners) != 1 or p.department in owners or p.department not in AGENT_DEPARTMENTS:
             return None
-        owner: Department = next(iter(owners))  # type: ignore[assignment]
+        owner: Department = next(iter(owners))
         weight = dict(p.alternatives).get(owner, 0.0)
         return owner if weight >= ID_OWNER_MIN_WEIGHT else None
 

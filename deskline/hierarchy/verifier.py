@@ -43,4 +43,4 @@ async def next_step(model: Model, text: str, results: Sequence[AgentResult], pro
     call = next((p for p in response.parts if isinstance(p, ToolCallPart)), None)
     if call is None or call.tool_name not in STEPS:
         raise InvalidOutput(f"the verifier chose {call.tool_name if call else 'nothing'}")
-    return call.tool_name  # type: ignore[return-value]
+    return call.tool_name

@@ -169,7 +169,7 @@ def to_openai(messages: list[ModelMessage]) -> list[dict[str, Any]]:
 
 
 def _summary(request: dict[str, Any]) -> str:
-    last = next((m for m in reversed(request["messages"]) if m.get("role") == "user"), {})
+    last: dict[str, Any] = next((m for m in reversed(request["messages"]) if m.get("role") == "user"), {})
     tools = len(request.get("tools") or ())
     return f"{len(request['messages'])} messages, {tools} tools; user: {str(last.get('content', ''))[:120]}"
 

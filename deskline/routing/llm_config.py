@@ -20,7 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
+import yaml  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deskline.errors import ConfigError
@@ -29,17 +29,24 @@ Role = Literal["planner", "writer", "specialist", "verifier"]
 ROLE_TEMPERATURE: dict[Role, float] = {"planner": 0.0, "writer": 0.7, "specialist": 0.0, "verifier": 0.0}
 
 
+def _roles() -> dict[Role, str]:
+    return {"planner": "planner", "writer": "writer", "specialist": "specialist"}
+
+
+def _max_tokens() -> dict[Role, int]:
+    return {"planner": 400, "writer": 300, "specialist": 400, "verifier": 100}
+
+
 class DesklineModels(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    roles: dict[Role, str] = Field(default_factory=lambda: {"planner": "planner", "writer": "writer",
-                                                            "specialist": "specialist"})
+    roles: dict[Role, str] = Field(default_factory=lambda: _roles())
     temperature: dict[Role, float] = Field(default_factory=lambda: dict(ROLE_TEMPERATURE))
     cost_fallbacks: dict[str, str] = Field(default_factory=dict)
     max_cost_per_conversation_usd: Decimal = Decimal("1.00")
     plan_cache_ttl_s: float = 3600.0
     redis_url: str | None = None
-    max_tokens: dict[Role, int] = Field(default_factory=lambda: {"planner": 400, "writer": 300, "specialist": 400})
+    max_tokens: dict[Role, int] = Field(default_factory=lambda: _max_tokens())
 
 
 class ModelsFile(BaseModel):
