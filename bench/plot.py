@@ -99,6 +99,9 @@ def main() -> None:
     doc = json.loads(src.read_text(encoding="utf-8"))
     peers = doc["sections"]["peers"]
     note = f"{doc['generated_utc']}"
+    load = peers["rows"].get(peers["fastest_peer"], {}).get("loadavg")
+    if load:
+        note += f", load {load[0]:.2f}"
     dst.write_text(peers_svg(peers.get("plot_rows") or peers["rows"], peers["fastest_peer"], note), encoding="utf-8")
     print(f"wrote {dst}")
 
