@@ -120,7 +120,8 @@ class Operator:
         for attempt in range(1, self.retries + 2):
             try:
                 with span("deskline.skill", **{"deskline.skill": skill.name, "deskline.attempt": attempt}) as sp:
-                    result = await asyncio.wait_for(skill.run(call), self.timeout_s)
+                    async with asyncio.timeout(self.timeout_s):  # no extra task, unlike wait_for
+                        result = await skill.run(call)
                     sp.set_attribute("deskline.status", result.status)
             except ApprovalRequired as gate:
                 result = AgentResult(
