@@ -171,3 +171,45 @@ def test_concurrent_turns_on_one_conversation_never_double_reply() -> None:
     records = store.load("c1")
     assert [r.seq for r in records] == list(range(1, len(records) + 1))
     assert kinds(store, "c1").count("customer_messaged") == kinds(store, "c1").count("reply_sent") == 8
+
+
+async def _broken(call: SkillCall) -> AgentResult:
+    return call.result(invoice_id="INV-1001")  # its template also wants {status}: a bug
+
+
+def test_a_turn_that_raises_ends_with_a_person_and_the_conversation_goes_on() -> None:
+    """A skill or template bug escalates that turn with the holding reply; later messages are still taken."""
+    from deskline.hierarchy.writer import FALLBACK
+
+    broken = Skill(name="billing.broken", agent="billing", description="buggy", params=NoParams, run=_broken,
+                   intents=frozenset({"invoice_question"}), templates={"default": "Invoice {invoice_id} is {status}."})
+    reg = default_registry()
+    registry = Registry([broken, *reg.skills.values()], reg.defaults)
+    desk, store, _ = make_desk(classifier=KeywordClassifier(), registry=registry)
+    first = run(desk.handle("c1", "about my invoice"))
+    assert first.reply == FALLBACK and first.escalated
+    assert store.unfinished() == []
+    assert run(desk.handle("c1", "hello?")).reply is None  # a person owns it now; the message was taken
+    assert kinds(store, "c1").count("customer_messaged") == 2
+
+
+def test_a_resend_waiting_on_another_desk_gets_its_own_turns_reply() -> None:
+    """A resent message whose turn another desk is deciding returns that turn's reply, not a later one."""
+    from deskline.eventlog.events import ReplySent
+
+    desk, store, _ = make_desk()
+    store.append("c1", 0, 1, [CustomerMessaged(text="first", client_message_id="K1")])
+    assert store.lease("c1", 1, "other-desk", 30)
+
+    async def other_desk_answers_then_a_second_message() -> None:
+        await asyncio.sleep(0.05)
+        store.append("c1", 1, 1, [ReplySent(text="REPLY TO K1", department="other", mode="clarify")])
+        store.append("c1", 2, 2, [CustomerMessaged(text="second", client_message_id="K2"),
+                                  ReplySent(text="REPLY TO K2", department="other", mode="clarify")])
+
+    async def both():  # type: ignore[no-untyped-def]
+        return (await asyncio.gather(desk.handle("c1", "first", client_message_id="K1"),
+                                     other_desk_answers_then_a_second_message()))[0]
+
+    resent = run(both())
+    assert (resent.turn, resent.reply, resent.duplicate) == (1, "REPLY TO K1", True)

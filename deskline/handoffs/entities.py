@@ -6,8 +6,8 @@ Pure functions over text with compiled regular expressions; about 20 µs a messa
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 
 from deskline.handoffs.payload import Entities, Money
 

@@ -22,15 +22,22 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 from decimal import Decimal
+from typing import Any
 
 import structlog
 
 from deskline.agents.backend.port import Backend
 from deskline.agents.registry import Registry
 from deskline.config import Settings
-from deskline.errors import BudgetExceeded, ConcurrencyConflict, EmptyMessage, InvalidEncoding, MessageTooLong
+from deskline.errors import (
+    BudgetExceeded,
+    ConcurrencyConflict,
+    EmptyMessage,
+    InvalidEncoding,
+    MessageTooLong,
+    StoreError,
+)
 from deskline.eventlog.events import (
     ConversationOpened,
     CustomerMessaged,
@@ -163,7 +170,7 @@ class SupportDesk:
                 await _backoff(attempt)
                 continue
             if seen is not None:
-                return _waited(await self._finish(state, records, duplicate=True))
+                return _waited(await self._finish(state, records, duplicate=True, target=seen.turn))
             opening: list[Event] = [] if records else [ConversationOpened(customer_id=self.settings.default_customer)]
             try:
                 accepted = self.append(cid, state.last_seq, state.turn_count + 1,
@@ -171,8 +178,9 @@ class SupportDesk:
             except ConcurrencyConflict:
                 await _backoff(attempt)
                 continue
-            return _waited(await self._finish(fold(cid, records + accepted), records + accepted,
-                                              accepted=len(accepted), structured_only=structured_only))
+            mine = fold(cid, records + accepted)
+            return _waited(await self._finish(mine, records + accepted, accepted=len(accepted),
+                                              structured_only=structured_only, target=mine.turns[-1].turn))
         raise ConcurrencyConflict(f"conversation {cid} kept moving; gave up after {MAX_ATTEMPTS} attempts",
                                   conversation_id=cid)
 
@@ -210,23 +218,28 @@ class SupportDesk:
         return appended
 
     async def _finish(self, state: ConversationState, records: list[Recorded], *, accepted: int = 0,
-                      duplicate: bool = False, structured_only: bool = False,
-                      wait: bool = True) -> TurnResult | None:
-        """Decide the open turn under its lease and append its events; on a conflict, decide again.
+                      duplicate: bool = False, structured_only: bool = False, wait: bool = True,
+                      target: int | None = None) -> TurnResult | None:
+        """Decide turn ``target`` (default: the open one) under its lease and append its events.
 
         Another desk holding the turn's lease is deciding it: wait for its answer (or for its
         lease to run out, if it died) rather than deciding beside it. ``wait=False`` (recovery
-        sweeps) leaves such a turn to its holder and returns None.
+        sweeps) leaves such a turn to its holder and returns None. Only ``target`` is ever
+        decided or returned: turns complete in order, so while it is unanswered it is the open one.
         """
         cid = state.conversation_id
+        if target is None:
+            opened = state.open_turn()
+            if opened is None:
+                return _result(state, state.turns[-1], appended=accepted, duplicate=duplicate)
+            target = opened.turn
         deadline = time.monotonic() + self.settings.turn_wait_s
         attempt = 0
         while True:
             attempt += 1
-            turn = state.open_turn()
-            if turn is None:  # another writer finished it
-                last = state.turns[-1]
-                return _result(state, last, appended=accepted, duplicate=duplicate)
+            turn = next(t for t in state.turns if t.turn == target)
+            if turn.complete:  # answered, by this desk's append or another's
+                return _result(state, turn, appended=accepted, duplicate=duplicate)
             if not self.store.lease(cid, turn.turn, self.holder, self.settings.turn_lease_s):
                 if not wait:
                     return None
@@ -238,18 +251,14 @@ class SupportDesk:
                 state = fold(cid, records)
                 continue
             bound = log.bind(conversation_id=cid, turn=turn.turn)
-            renewing = asyncio.create_task(self._keep_lease(cid, turn.turn))
-            try:
-                with span("deskline.turn", **{"deskline.conversation_id": cid, "deskline.turn": turn.turn}) as sp:
-                    started = time.perf_counter()
-                    events = await self.decide(state, turn, structured_only=structured_only)
-                    if isinstance(events[-1], ReplySent):
-                        took = round((time.perf_counter() - started) * 1000, 3)
-                        events[-1] = events[-1].model_copy(update={"latency_ms": took})
-                        sp.set_attribute("deskline.department", events[-1].department)
-                        sp.set_attribute("deskline.mode", events[-1].mode)
-            finally:
-                renewing.cancel()
+            events = await self._decide_leased(state, turn, structured_only)
+            # Still ours? A stall past the lease lets another desk take the turn: then its
+            # decision stands and this one is dropped (actions repeat nothing: idempotency keys).
+            if not self.store.lease(cid, turn.turn, self.holder, self.settings.turn_lease_s):
+                bound.warning("turn.lease_lost")
+                records = self.store.load(cid)
+                state = fold(cid, records)
+                continue
             try:
                 appended = self.append(cid, state.last_seq, turn.turn, events)
             except ConcurrencyConflict:
@@ -265,11 +274,52 @@ class SupportDesk:
             bound.info("turn.done", department=done.department, mode=done.mode, events=len(appended) + accepted)
             return _result(state, done, appended=len(appended) + accepted, duplicate=duplicate)
 
+    async def _decide_leased(self, state: ConversationState, turn: TurnView, structured_only: bool) -> list[Event]:
+        """The turn's events, decided while the lease is kept alive, timed and traced."""
+        cid = state.conversation_id
+        renewing = asyncio.create_task(self._keep_lease(cid, turn.turn))
+        try:
+            with span("deskline.turn", **{"deskline.conversation_id": cid, "deskline.turn": turn.turn}) as sp:
+                started = time.perf_counter()
+                events = await self.decide_or_fail(state, turn, structured_only=structured_only)
+                if isinstance(events[-1], ReplySent):
+                    took = round((time.perf_counter() - started) * 1000, 3)
+                    events[-1] = events[-1].model_copy(update={"latency_ms": took})
+                    sp.set_attribute("deskline.department", events[-1].department)
+                    sp.set_attribute("deskline.mode", events[-1].mode)
+        finally:
+            renewing.cancel()
+        return events
+
+    async def decide_or_fail(self, state: ConversationState, turn: TurnView, **options: Any) -> list[Event]:
+        """``decide``, or, if deciding raised, a turn that ends in a person's hands.
+
+        A bug in a skill or a template must not leave the message accepted and unanswered
+        forever (every later touch would hit the same error): the turn ends with the holding
+        reply and an escalation naming the error, and the traceback goes to the log.
+        """
+        try:
+            return await self.decide(state, turn, **options)
+        except Exception as exc:
+            log.exception("turn.failed", conversation_id=state.conversation_id, turn=turn.turn)
+            reason = f"the desk failed to decide this turn ({type(exc).__name__})"
+            return [*self._escalate(turn.text, "", state.entities, [], (reason,)),
+                    ReplySent(text=FALLBACK, department="human", mode="escalate", escalated=True,
+                              outcome="failed")]
+
     async def _keep_lease(self, cid: str, turn: int) -> None:
-        """Renew the turn's lease while a long decision (model calls, slow skills) runs."""
+        """Renew the turn's lease while a long decision (model calls, slow skills) runs.
+
+        A renewal that fails (a locked or unreachable database) is retried at the next tick; a
+        lease found taken is left alone, and ``_finish`` checks it again before appending.
+        """
         while True:
             await asyncio.sleep(self.settings.turn_lease_s / 3)
-            self.store.lease(cid, turn, self.holder, self.settings.turn_lease_s)
+            try:
+                if not self.store.lease(cid, turn, self.holder, self.settings.turn_lease_s):
+                    return
+            except StoreError as exc:
+                log.warning("turn.lease_renewal_failed", conversation_id=cid, turn=turn, error=exc.message)
 
     async def decide(self, state: ConversationState, turn: TurnView, *, operator: Operator | None = None,
                      models: ModelGateway | None = None, cache: RouteCache | None = None,

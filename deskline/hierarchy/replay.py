@@ -214,7 +214,7 @@ async def replay(desk: SupportDesk, conversation_id: str, records: list[Recorded
         logged = _decisions(records, turn.message_seq)
         logged_events = [r.event for r in logged]
         prior = fold(conversation_id, before)
-        replayed = await desk.decide(prior, prior.turns[-1], operator=RecordedOperator(desk.operator, logged_events),
+        replayed = await desk.decide_or_fail(prior, prior.turns[-1], operator=RecordedOperator(desk.operator, logged_events),
                                      models=RecordedModels(logged_events, desk.models),
                                      cache=LoggedCache(logged_events))
         out.append(TurnReplay(turn=turn.turn, department=turn.department, mode=turn.mode, reply=turn.reply,
