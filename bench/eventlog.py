@@ -17,11 +17,11 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from pgschema import drop_schema, pg_schema  # bench/ helper, found beside this script
 from sqlalchemy import text
 
 from deskline.config import Settings
@@ -39,23 +39,6 @@ MESSAGES = [
     "I want to talk to a real person",
     "what is my balance",
 ]
-
-
-def pg_schema(url: str) -> tuple[str, str]:
-    """A URL pointing at a fresh schema, and the schema's name (dropped at the end)."""
-    import psycopg
-
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    return f"{url}?options=-csearch_path%3D{schema}", schema
-
-
-def drop_schema(url: str, schema: str) -> None:
-    import psycopg
-
-    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 def bench_appends(url: str, conversations: int, turns: int, batch: int) -> dict[str, float]:

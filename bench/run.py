@@ -53,6 +53,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pgschema import drop_schema, pg_schema  # noqa: E402  (bench/ helper, found beside this script)
+
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm never reaches the network
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -744,22 +747,6 @@ def worker_main(name: str, params: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------------------ sections
-
-def pg_schema(url: str) -> tuple[str, str]:
-    import psycopg
-
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    return f"{url}?options=-csearch_path%3D{schema}", schema
-
-
-def drop_schema(url: str, schema: str) -> None:
-    import psycopg
-
-    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
 
 def section_peers(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     out_dir = tmp / "peers_results"
