@@ -9,6 +9,7 @@
     ├── StoreError              the event store
     │   ├── StoreUnavailable    the database cannot be reached
     │   ├── ConcurrencyConflict another writer appended first (expected seq was stale)
+    │   │   └── LeaseLost       the turn's lease passed to another desk before this one appended
     │   └── CorruptEvent        a stored row that does not parse as a known event
     ├── PlanError               a plan that does not validate against the registry
     ├── SkillError              an agent skill failed (transient or not)
@@ -69,6 +70,12 @@ class StoreUnavailable(StoreError):
 
 class ConcurrencyConflict(StoreError):
     code = "concurrency_conflict"
+
+
+class LeaseLost(ConcurrencyConflict):
+    """The turn's lease passed to another desk (this one stalled past it): its decision stands."""
+
+    code = "lease_lost"
 
 
 class CorruptEvent(StoreError):

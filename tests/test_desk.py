@@ -213,3 +213,29 @@ def test_a_resend_waiting_on_another_desk_gets_its_own_turns_reply() -> None:
 
     resent = run(both())
     assert (resent.turn, resent.reply, resent.duplicate) == (1, "REPLY TO K1", True)
+
+
+def test_a_desk_that_stalls_past_its_lease_drops_its_decision() -> None:
+    """A desk blocked past its turn lease finds another desk answered meanwhile: that answer
+    stands, its own decision is not appended, and it returns the answer that stands."""
+    import time
+
+    from deskline.eventlog.events import ReplySent
+
+    desk, store, _ = make_desk(settings=Settings(turn_lease_s=0.05))
+    decide = desk.decide_or_fail
+
+    async def stall_then_lose(state, turn, **options):  # type: ignore[no-untyped-def]
+        events = await decide(state, turn, **options)
+        time.sleep(0.1)  # blocks the loop: no renewal fires, the lease runs out
+        assert store.lease("c1", turn.turn, "desk-b", 30)
+        store.append("c1", state.last_seq, turn.turn,
+                     [ReplySent(text="answered by desk-b", department="other", mode="clarify")],
+                     holder="desk-b", ttl_s=30)
+        return events
+
+    desk.decide_or_fail = stall_then_lose  # type: ignore[method-assign]
+    result = run(desk.handle("c1", "I was charged twice for invoice INV-1001"))
+    assert result.reply == "answered by desk-b"
+    assert kinds(store, "c1") == ["conversation_opened", "customer_messaged", "reply_sent"]
+    assert store.unfinished() == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from deskline.errors import ConcurrencyConflict, CorruptEvent, StoreUnavailable
+from deskline.errors import ConcurrencyConflict, CorruptEvent, LeaseLost, StoreUnavailable
 from deskline.eventlog.database import make_engine
 from deskline.eventlog.events import CustomerMessaged, ReplySent
 from deskline.eventlog.store import EventStore, MemoryEventStore, SqlEventStore
@@ -102,3 +102,40 @@ def test_unfinished_lists_accepted_messages_without_an_ending(store: EventStore)
     store.append("a", 1, 1, [ReplySent(text="ok", department="other", mode="clarify")])
     assert store.unfinished() == [("b", 1)]
     assert store.unfinished(accepted_before=0.0) == []
+
+
+REPLY = ReplySent(text="ok", department="other", mode="clarify")
+
+
+def test_a_turn_is_leased_to_one_holder_at_a_time(store: EventStore) -> None:
+    """lease() takes an open turn for its holder, renews it for the same holder, refuses another
+    holder while it runs, lets another take it once it has run out, and refuses a closed turn."""
+    store.append("c1", 0, 1, [msg("hi")])
+    assert store.lease("c1", 1, "desk-a", 30)
+    assert store.lease("c1", 1, "desk-a", 30)
+    assert not store.lease("c1", 1, "desk-b", 30)
+    assert store.lease("c1", 1, "desk-a", -1)  # desk-a's lease has run out ...
+    assert store.lease("c1", 1, "desk-b", 30)  # ... so desk-b takes over
+    store.append("c1", 1, 1, [REPLY])
+    assert not store.lease("c1", 1, "desk-b", 30)  # answered: nothing left to lease
+
+
+def test_an_accepted_message_is_leased_to_its_holder(store: EventStore) -> None:
+    """A message appended with a holder opens its turn already leased to that holder."""
+    store.append("c1", 0, 1, [msg("hi")], holder="desk-a", ttl_s=30)
+    assert not store.lease("c1", 1, "desk-b", 30)
+    assert store.lease("c1", 1, "desk-a", 30)
+
+
+def test_a_decision_is_appended_only_while_its_holder_keeps_the_lease(store: EventStore) -> None:
+    """Closing a turn with a holder checks the lease in the same transaction: lost, nothing is
+    written and the turn stays open for the desk that holds it now; kept, the turn closes."""
+    store.append("c1", 0, 1, [msg("hi")], holder="desk-a", ttl_s=-1)  # desk-a stalls past its lease
+    assert store.lease("c1", 1, "desk-b", 30)
+    with pytest.raises(LeaseLost):
+        store.append("c1", 1, 1, [REPLY], holder="desk-a", ttl_s=30)
+    assert [r.seq for r in store.load("c1")] == [1]
+    assert store.unfinished() == [("c1", 1)]
+    store.append("c1", 1, 1, [REPLY], holder="desk-b", ttl_s=30)
+    assert store.unfinished() == []
+    assert [r.event.type for r in store.load("c1")] == ["customer_messaged", "reply_sent"]

@@ -306,8 +306,9 @@ class PublishingStore:
         self.inner = store
         self.bus = bus
 
-    def append(self, conversation_id: str, expected_seq: int, turn: int, events: Sequence[Event]) -> list[Recorded]:
-        appended = self.inner.append(conversation_id, expected_seq, turn, events)
+    def append(self, conversation_id: str, expected_seq: int, turn: int, events: Sequence[Event],
+               *, holder: str | None = None, ttl_s: float = 0.0) -> list[Recorded]:
+        appended = self.inner.append(conversation_id, expected_seq, turn, events, holder=holder, ttl_s=ttl_s)
         if appended:
             self.bus.publish(conversation_id, appended[-1].seq)
         return appended

@@ -5,6 +5,10 @@ at; if another writer got there first the append raises ``ConcurrencyConflict`` 
 nothing, and the caller reloads and decides again. ``(conversation_id, seq)`` is unique in every
 store, and so is ``(conversation_id, client_message_id)``, so a resent message appends once.
 
+An append can carry the turn lease (``holder``, ``ttl_s``): a message that opens a turn is
+stored already leased to its holder, and events that close a turn are appended only while the
+holder still has the lease (else ``LeaseLost``, nothing written), in the same transaction.
+
 Two implementations share one contract (tests/test_store_contract.py): ``MemoryEventStore`` and
 ``SqlEventStore`` (SQLModel over SQLite or PostgreSQL).
 """
@@ -23,7 +27,7 @@ from sqlalchemy import Connection, Engine, Index, UniqueConstraint, delete, func
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlmodel import Field, SQLModel
 
-from deskline.errors import ConcurrencyConflict, CorruptEvent, StoreUnavailable
+from deskline.errors import ConcurrencyConflict, CorruptEvent, LeaseLost, StoreUnavailable
 from deskline.eventlog.events import EVENT_ADAPTER, TURN_ENDS, CustomerMessaged, Event, Recorded
 
 
@@ -31,7 +35,8 @@ class EventStore(Protocol):
     def load(self, conversation_id: str, after: int = 0) -> list[Recorded]: ...
 
     def append(
-        self, conversation_id: str, expected_seq: int, turn: int, events: Sequence[Event]
+        self, conversation_id: str, expected_seq: int, turn: int, events: Sequence[Event],
+        *, holder: str | None = None, ttl_s: float = 0.0,
     ) -> list[Recorded]: ...
 
     def conversation_ids(self) -> list[str]: ...
@@ -114,6 +119,11 @@ def _turn_changes(recorded: Sequence[Recorded]) -> tuple[list[Recorded], list[Re
     return opened, closed
 
 
+def _lease_lost(conversation_id: str, turn: int) -> LeaseLost:
+    return LeaseLost(f"turn {turn} of {conversation_id} is no longer leased to this desk",
+                     conversation_id=conversation_id, turn=turn)
+
+
 def _message_key(event: Event) -> str | None:
     return event.client_message_id if isinstance(event, CustomerMessaged) else None
 
@@ -153,8 +163,8 @@ class SqlEventStore:
             "insert": "INSERT INTO events (conversation_id, seq, turn, type, v, data, message_key, created_at) "
                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             "close": "DELETE FROM open_turns WHERE conversation_id = ? AND turn = ?",
-            "open": "INSERT INTO open_turns (conversation_id, turn, message_seq, accepted_at, lease_until) "
-                    "VALUES (?, ?, ?, ?, 0)",
+            "open": "INSERT INTO open_turns (conversation_id, turn, message_seq, accepted_at, holder, lease_until) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
             "lease": "UPDATE open_turns SET holder = ?, lease_until = ? WHERE conversation_id = ? AND turn = ? "
                      "AND (holder IS NULL OR holder = ? OR lease_until < ?)",
         }.items()}
@@ -176,7 +186,8 @@ class SqlEventStore:
         return [parse_row(conversation_id, seq, turn, data, at) for seq, turn, data, at in rows]
 
     def append(
-        self, conversation_id: str, expected_seq: int, turn: int, events: Sequence[Event]
+        self, conversation_id: str, expected_seq: int, turn: int, events: Sequence[Event],
+        *, holder: str | None = None, ttl_s: float = 0.0,
     ) -> list[Recorded]:
         now = time.time()
         recorded = _records(conversation_id, expected_seq, turn, events, now)
@@ -195,11 +206,17 @@ class SqlEventStore:
                     if cur.fetchone() is None:
                         raise ConcurrencyConflict(f"conversation {conversation_id} has no event {expected_seq}",
                                                   conversation_id=conversation_id, expected_seq=expected_seq)
+                if holder is not None and closed:
+                    cur.execute(sql["lease"], (holder, now + ttl_s, conversation_id, closed[0].turn, holder, now))
+                    if cur.rowcount != 1:
+                        raise _lease_lost(conversation_id, closed[0].turn)
                 cur.executemany(sql["insert"], rows)
                 for r in closed:
                     cur.execute(sql["close"], (conversation_id, r.turn))
                 if opened and not closed:
-                    cur.executemany(sql["open"], [(conversation_id, r.turn, r.seq, now) for r in opened])
+                    lease_until = now + ttl_s if holder is not None else 0.0
+                    cur.executemany(sql["open"], [(conversation_id, r.turn, r.seq, now, holder, lease_until)
+                                                  for r in opened])
                 conn.commit()
             except self._dbapi.IntegrityError as exc:
                 conn.rollback()
@@ -321,7 +338,8 @@ class MemoryEventStore:
             return [r for r in self._streams.get(conversation_id, ()) if r.seq > after]
 
     def append(
-        self, conversation_id: str, expected_seq: int, turn: int, events: Sequence[Event]
+        self, conversation_id: str, expected_seq: int, turn: int, events: Sequence[Event],
+        *, holder: str | None = None, ttl_s: float = 0.0,
     ) -> list[Recorded]:
         now = time.time()
         with self._lock:
@@ -334,27 +352,34 @@ class MemoryEventStore:
                     expected_seq=expected_seq,
                 )
             recorded = _records(conversation_id, expected_seq, turn, events, now)
+            opened, closed = _turn_changes(recorded)
+            if holder is not None and closed and not self._take(conversation_id, closed[0].turn, holder, ttl_s, now):
+                raise _lease_lost(conversation_id, closed[0].turn)
             stream.extend(recorded)
             self._keys.update(keys)
-            opened, closed = _turn_changes(recorded)
             for r in closed:
                 self._open.pop((conversation_id, r.turn), None)
+                self._leases.pop((conversation_id, r.turn), None)
             if opened and not closed:
                 self._open.update({(conversation_id, r.turn): now for r in opened})
+                if holder is not None:
+                    self._leases.update({(conversation_id, r.turn): (holder, now + ttl_s) for r in opened})
             self._all.extend(recorded)
             return recorded
 
     def lease(self, conversation_id: str, turn: int, holder: str, ttl_s: float) -> bool:
-        now = time.time()
         with self._lock:
-            key = (conversation_id, turn)
-            if key not in self._open:
-                return False
-            current = self._leases.get(key)
-            if current is not None and current[0] != holder and current[1] >= now:
-                return False
-            self._leases[key] = (holder, now + ttl_s)
-            return True
+            return self._take(conversation_id, turn, holder, ttl_s, time.time())
+
+    def _take(self, conversation_id: str, turn: int, holder: str, ttl_s: float, now: float) -> bool:
+        key = (conversation_id, turn)
+        if key not in self._open:
+            return False
+        current = self._leases.get(key)
+        if current is not None and current[0] != holder and current[1] >= now:
+            return False
+        self._leases[key] = (holder, now + ttl_s)
+        return True
 
     def unfinished(self, accepted_before: float | None = None) -> list[tuple[str, int]]:
         with self._lock:

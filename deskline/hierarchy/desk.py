@@ -1,13 +1,15 @@
 """SupportDesk: one customer turn, strategy -> tactical -> operation -> writer.
 
     handle(conversation, message)
-      1. accept   append CustomerMessaged (idempotent on the client message id)   committed alone
+      1. accept   append CustomerMessaged (idempotent on the client message id),
+                  leased to this desk                                               committed alone
       2. state    fold(events)                                                      pure
       3. strategy decide(state, message)                                            pure
       4. plan     tactician.plan(...)                                               cascade
       5. execute  operator.execute(plan)                                            no model calls
       6. reply    writer.write(plan, results) + grounding check
-      7. append   every event of steps 3-6 in one transaction, at the seq read in 2
+      7. append   every event of steps 3-6 in one transaction, at the seq read in 2, only
+                  while this desk still holds the turn's lease
 
 The accepted message is durable before any decision is made; the decisions are appended
 together or not at all. If another writer moved the conversation on first, the turn is decided
@@ -35,6 +37,7 @@ from deskline.errors import (
     ConcurrencyConflict,
     EmptyMessage,
     InvalidEncoding,
+    LeaseLost,
     MessageTooLong,
     StoreError,
 )
@@ -174,13 +177,15 @@ class SupportDesk:
             opening: list[Event] = [] if records else [ConversationOpened(customer_id=self.settings.default_customer)]
             try:
                 accepted = self.append(cid, state.last_seq, state.turn_count + 1,
-                                        [*opening, CustomerMessaged(text=message, client_message_id=client_message_id)])
+                                       [*opening, CustomerMessaged(text=message, client_message_id=client_message_id)],
+                                       leased=True)
             except ConcurrencyConflict:
                 await _backoff(attempt)
                 continue
             mine = fold(cid, records + accepted)
             return _waited(await self._finish(mine, records + accepted, accepted=len(accepted),
-                                              structured_only=structured_only, target=mine.turns[-1].turn))
+                                              structured_only=structured_only, target=mine.turns[-1].turn,
+                                              leased=True))
         raise ConcurrencyConflict(f"conversation {cid} kept moving; gave up after {MAX_ATTEMPTS} attempts",
                                   conversation_id=cid)
 
@@ -205,11 +210,19 @@ class SupportDesk:
                 done.append(result)
         return done
 
-    def append(self, cid: str, expected: int, turn: int, events: list[Event]) -> list[Recorded]:
-        """Append through the store, telling the observer how long it took and what went in."""
+    def append(self, cid: str, expected: int, turn: int, events: list[Event], *,
+               leased: bool = False) -> list[Recorded]:
+        """Append through the store, telling the observer how long it took and what went in.
+
+        ``leased``: the turn is this desk's (a message it accepts) or must still be (a decision).
+        """
         started = time.perf_counter()
         try:
-            appended = self.store.append(cid, expected, turn, events)
+            if leased:
+                appended = self.store.append(cid, expected, turn, events, holder=self.holder,
+                                             ttl_s=self.settings.turn_lease_s)
+            else:
+                appended = self.store.append(cid, expected, turn, events)
         except ConcurrencyConflict:
             self.observer.store_append(time.perf_counter() - started, conflict=True)
             raise
@@ -219,13 +232,14 @@ class SupportDesk:
 
     async def _finish(self, state: ConversationState, records: list[Recorded], *, accepted: int = 0,
                       duplicate: bool = False, structured_only: bool = False, wait: bool = True,
-                      target: int | None = None) -> TurnResult | None:
+                      target: int | None = None, leased: bool = False) -> TurnResult | None:
         """Decide turn ``target`` (default: the open one) under its lease and append its events.
 
         Another desk holding the turn's lease is deciding it: wait for its answer (or for its
         lease to run out, if it died) rather than deciding beside it. ``wait=False`` (recovery
         sweeps) leaves such a turn to its holder and returns None. Only ``target`` is ever
         decided or returned: turns complete in order, so while it is unanswered it is the open one.
+        ``leased``: this desk took the lease when it accepted the message.
         """
         cid = state.conversation_id
         if target is None:
@@ -240,7 +254,7 @@ class SupportDesk:
             turn = next(t for t in state.turns if t.turn == target)
             if turn.complete:  # answered, by this desk's append or another's
                 return _result(state, turn, appended=accepted, duplicate=duplicate)
-            if not self.store.lease(cid, turn.turn, self.holder, self.settings.turn_lease_s):
+            if not leased and not self.store.lease(cid, turn.turn, self.holder, self.settings.turn_lease_s):
                 if not wait:
                     return None
                 if time.monotonic() > deadline:
@@ -250,17 +264,19 @@ class SupportDesk:
                 records = self.store.load(cid)
                 state = fold(cid, records)
                 continue
+            leased = False  # a later round takes the lease again
             bound = log.bind(conversation_id=cid, turn=turn.turn)
             events = await self._decide_leased(state, turn, structured_only)
-            # Still ours? A stall past the lease lets another desk take the turn: then its
-            # decision stands and this one is dropped (actions repeat nothing: idempotency keys).
-            if not self.store.lease(cid, turn.turn, self.holder, self.settings.turn_lease_s):
+            try:
+                # Appended only while the lease is still ours: a stall past it lets another desk
+                # take the turn, and then its decision stands and this one is dropped (actions
+                # repeat nothing: idempotency keys).
+                appended = self.append(cid, state.last_seq, turn.turn, events, leased=True)
+            except LeaseLost:
                 bound.warning("turn.lease_lost")
                 records = self.store.load(cid)
                 state = fold(cid, records)
                 continue
-            try:
-                appended = self.append(cid, state.last_seq, turn.turn, events)
             except ConcurrencyConflict:
                 bound.info("turn.conflict", expected_seq=state.last_seq)
                 if time.monotonic() > deadline:
@@ -277,7 +293,7 @@ class SupportDesk:
     async def _decide_leased(self, state: ConversationState, turn: TurnView, structured_only: bool) -> list[Event]:
         """The turn's events, decided while the lease is kept alive, timed and traced."""
         cid = state.conversation_id
-        renewing = asyncio.create_task(self._keep_lease(cid, turn.turn))
+        renewing = _LeaseKeeper(self, cid, turn.turn)
         try:
             with span("deskline.turn", **{"deskline.conversation_id": cid, "deskline.turn": turn.turn}) as sp:
                 started = time.perf_counter()
@@ -288,7 +304,7 @@ class SupportDesk:
                     sp.set_attribute("deskline.department", events[-1].department)
                     sp.set_attribute("deskline.mode", events[-1].mode)
         finally:
-            renewing.cancel()
+            renewing.stop()
         return events
 
     async def decide_or_fail(self, state: ConversationState, turn: TurnView, **options: Any) -> list[Event]:
@@ -306,20 +322,6 @@ class SupportDesk:
             return [*self._escalate(turn.text, "", state.entities, [], (reason,)),
                     ReplySent(text=FALLBACK, department="human", mode="escalate", escalated=True,
                               outcome="failed")]
-
-    async def _keep_lease(self, cid: str, turn: int) -> None:
-        """Renew the turn's lease while a long decision (model calls, slow skills) runs.
-
-        A renewal that fails (a locked or unreachable database) is retried at the next tick; a
-        lease found taken is left alone, and ``_finish`` checks it again before appending.
-        """
-        while True:
-            await asyncio.sleep(self.settings.turn_lease_s / 3)
-            try:
-                if not self.store.lease(cid, turn, self.holder, self.settings.turn_lease_s):
-                    return
-            except StoreError as exc:
-                log.warning("turn.lease_renewal_failed", conversation_id=cid, turn=turn, error=exc.message)
 
     async def decide(self, state: ConversationState, turn: TurnView, *, operator: Operator | None = None,
                      models: ModelGateway | None = None, cache: RouteCache | None = None,
@@ -482,6 +484,40 @@ class SupportDesk:
             actions_taken=tuple(f"{r.skill}: {r.status}" for r in results),
             pending_action=escalation.pending_action(results),
         )]
+
+
+class _LeaseKeeper:
+    """Renews a turn's lease every third of its time while a long decision (model calls, slow
+    skills) runs; a timer on the loop, not a task, so a fast turn pays almost nothing for it.
+
+    A renewal that fails (a locked or unreachable database) is retried at the next tick; a lease
+    found taken is left alone, and the decision's append checks it again.
+    """
+
+    __slots__ = ("cid", "desk", "handle", "turn")
+
+    def __init__(self, desk: SupportDesk, cid: str, turn: int) -> None:
+        self.desk, self.cid, self.turn = desk, cid, turn
+        self.handle: asyncio.TimerHandle | None = None
+        self._schedule()
+
+    def _schedule(self) -> None:
+        self.handle = asyncio.get_running_loop().call_later(self.desk.settings.turn_lease_s / 3, self._renew)
+
+    def _renew(self) -> None:
+        desk = self.desk
+        try:
+            if not desk.store.lease(self.cid, self.turn, desk.holder, desk.settings.turn_lease_s):
+                self.handle = None
+                return
+        except StoreError as exc:
+            log.warning("turn.lease_renewal_failed", conversation_id=self.cid, turn=self.turn, error=exc.message)
+        self._schedule()
+
+    def stop(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
 
 
 def _waited(result: TurnResult | None) -> TurnResult:
