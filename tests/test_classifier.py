@@ -192,3 +192,27 @@ def test_retraining_reproduces_shipped_artifact(classifier: Classifier) -> None:
         shipped, again = classifier.predict(text), rebuilt.predict(text)
         assert (again.department, again.intent) == (shipped.department, shipped.intent), text
         assert math.isclose(again.confidence, shipped.confidence, abs_tol=1e-6), text
+
+
+@pytest.mark.parametrize("text", ["hi", "a b", "I was charged twice for invoice inv-1001",
+                                  "überweisung fehlgeschlagen 🙂 ok", "x  yz   longwordwithoutspaces"])
+def test_char_ngrams_word_by_word_match_scikit_learn(text: str) -> None:
+    """The per-word char_wb n-grams (cached per word at run time) are scikit-learn's, as a multiset."""
+    from collections import Counter
+
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from deskline.routing.classifier import char_wb_ngrams
+
+    analyzer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), lowercase=False).build_analyzer()
+    ours = Counter(g for word in text.split() for g in char_wb_ngrams(word, 2, 5))
+    assert ours == Counter(analyzer(text))
+
+
+def test_word_cache_does_not_change_predictions(classifier: Classifier) -> None:
+    """A message scored with a cold word cache and again with a warm one gets the same figures."""
+    text = "my card payment was declined twice at the shop"
+    classifier._model.word_grams.clear()
+    cold = classifier.probabilities(text)
+    warm = classifier.probabilities(text)
+    assert cold[0] == warm[0] and (cold[1] == warm[1]).all()

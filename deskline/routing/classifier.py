@@ -10,10 +10,14 @@ Why this module exists and looks the way it does:
 * The feature transform re-implements scikit-learn's ``TfidfVectorizer`` exactly for the two
   vectorisers used in training (word 1-2-grams with the default ``(?u)\\b\\w\\w+\\b`` tokens,
   and ``char_wb`` n-grams), each with sublinear tf, smoothed idf and l2 normalisation.
+* ``char_wb`` n-grams never cross a word boundary, so each word's n-gram ids are computed once
+  and kept in a bounded per-process word cache: a message costs one lookup per word it repeats.
 * Scoring: a linear department model, a linear intent model (pruned, int16-quantised, stored
-  sparse by feature) and a small multinomial logistic "stacker" fed with the department scores
-  and the best intent score of each department. The stacker was fitted on out-of-fold scores, so
-  its softmax is a calibrated probability of the department.
+  sparse by feature, with the rows of the most-used features also kept dense: they carry ~90% of
+  the weights a query touches, and a small dense product is cheaper than a large gather) and a
+  small multinomial logistic "stacker" fed with the department scores and the best intent score
+  of each department. The stacker was fitted on out-of-fold scores, so its softmax is a
+  calibrated probability of the department.
 * Text with almost no known words (gibberish, another language) is shrunk towards the uniform
   distribution, so it abstains instead of being routed with borrowed confidence.
 """
@@ -57,6 +61,8 @@ MAGIC = b"DLTRIAGE"
 FORMAT_VERSION = 1
 
 _MIN_TRUST = 0.1
+_DENSE_FEATURES = 2000  # intent-model rows kept dense: 2,000 x ~160 intents x 4 bytes = ~1.3 MB
+_WORD_CACHE_LIMIT = 50_000  # words whose char n-gram ids are remembered (cleared when full)
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
 _SPACES = re.compile(r"\s+")
 
@@ -109,6 +115,8 @@ class _Model:
     intent_indptr: Array  # CSR by feature over the intents
     intent_class: Array
     intent_weights: Array  # float32 (stored as int16 times the header's intent_scale)
+    intent_dense_row: Array  # feature id -> its row in intent_dense, or -1 (then it is in the sparse part)
+    intent_dense: Array  # (n_dense, n_intents) float32: the rows of the features with most weights
     intent_bias: Array
     meta_coef: Array  # (5, 10): department scores then best intent score per department
     meta_bias: Array
@@ -116,6 +124,7 @@ class _Model:
     coverage_floor: float
     threshold: float
     metadata: dict[str, Any]
+    word_grams: dict[str, tuple[int, ...]]  # word -> its known char_wb n-gram ids (a cache)
 
 
 class Classifier:
@@ -178,9 +187,17 @@ def _features(model: _Model, text: str) -> tuple[Array, FloatArray, float]:
     coverage = known / len(tokens) if tokens else 0.0
     grams = tokens + [f"{a} {b}" for a, b in pairwise(tokens)]
     word_counts = Counter(map(word_get, grams))
-    char_counts = Counter(map(model.char_index.get, _char_wb_ngrams(text, *model.char_range)))
     word_counts.pop(None, None)
-    char_counts.pop(None, None)
+    cache = model.word_grams
+    char_counts: Counter[int | None] = Counter()
+    for word in text.split():
+        ids = cache.get(word)
+        if ids is None:
+            ids = _word_char_ids(model, word)
+            if len(cache) >= _WORD_CACHE_LIMIT:
+                cache.clear()
+            cache[word] = ids
+        char_counts.update(ids)
     parts = [_tfidf(np, counts, model.idf) for counts in (word_counts, char_counts) if counts]
     if not parts:
         return np.zeros(0, dtype=np.int64), np.zeros(0), coverage
@@ -189,19 +206,23 @@ def _features(model: _Model, text: str) -> tuple[Array, FloatArray, float]:
     return np.concatenate([parts[0][0], parts[1][0]]), np.concatenate([parts[0][1], parts[1][1]]), coverage
 
 
-def _char_wb_ngrams(text: str, min_n: int, max_n: int) -> list[str]:
-    """scikit-learn's ``char_wb`` n-grams, plus some that no vocabulary can contain.
+def _word_char_ids(model: _Model, word: str) -> tuple[int, ...]:
+    """The vocabulary ids of one word's ``char_wb`` n-grams (unknown n-grams dropped)."""
+    get = model.char_index.get
+    return tuple(i for i in map(get, char_wb_ngrams(word, *model.char_range)) if i is not None)
 
-    sklearn pads every word with one space and takes its n-grams (a padded word shorter than n
-    once, at the first such n). Joining the padded words with a second space gives the same
-    n-grams in one pass per n; the extra ones that straddle two words contain two adjacent
-    spaces, which no padded word has, so they never match the vocabulary.
-    """
-    joined = " " + "  ".join(text.split()) + " "
-    length = len(joined)
+
+def char_wb_ngrams(word: str, min_n: int, max_n: int) -> list[str]:
+    """scikit-learn's ``char_wb`` n-grams of one word: the word padded with a space each side,
+    every n-gram of it for each n, and a padded word no longer than n once, ending the loop."""
+    padded = f" {word} "
+    length = len(padded)
     grams: list[str] = []
     for n in range(min_n, max_n + 1):
-        grams.extend([joined[i : i + n] for i in range(length - n + 1)])
+        if length <= n:
+            grams.append(padded)
+            break
+        grams.extend([padded[i : i + n] for i in range(length - n + 1)])
     return grams
 
 
@@ -214,19 +235,42 @@ def _tfidf(np: Any, counts: Counter[int | None], idf: Array) -> tuple[Array, Flo
 
 
 def _intent_scores(model: _Model, fids: Array, values: FloatArray) -> FloatArray:
-    """Sparse (by feature) times the feature vector: gather the touched weights, bincount."""
+    """The intent model times the feature vector: a dense product over the features whose rows
+    are kept dense, and a sparse gather-and-bincount over the rest."""
     import numpy as np
 
+    rows = model.intent_dense_row[fids]
+    dense = rows >= 0
+    acc = values[dense].astype(np.float32) @ model.intent_dense[rows[dense]] + model.intent_bias
+    sparse = ~dense
+    fids, values = fids[sparse], values[sparse]
     starts = model.intent_indptr[fids]
     lengths = model.intent_indptr[fids + 1] - starts
     total = int(lengths.sum())
     if total == 0:
-        return cast("FloatArray", model.intent_bias.copy())
+        return cast("FloatArray", acc)
     offsets = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
     touched = np.arange(total) + offsets
     weighted = model.intent_weights[touched] * np.repeat(values, lengths)
-    acc = np.bincount(model.intent_class[touched], weighted, minlength=len(model.intents))
-    return cast("FloatArray", acc + model.intent_bias)
+    return cast("FloatArray", acc + np.bincount(model.intent_class[touched], weighted, minlength=len(model.intents)))
+
+
+def _dense_rows(indptr: Array, classes: Array, weights: Array, n_intents: int) -> tuple[Array, Array]:
+    """The feature -> dense row map and the dense rows of the ``_DENSE_FEATURES`` features with
+    the most intent weights (ties broken by feature id, so the split is deterministic)."""
+    import numpy as np
+
+    counts = np.diff(indptr)
+    chosen = np.sort(np.argsort(-counts, kind="stable")[: min(_DENSE_FEATURES, len(counts))])
+    chosen = chosen[counts[chosen] > 0]
+    row_of = np.full(len(counts), -1, dtype=np.int64)
+    row_of[chosen] = np.arange(len(chosen))
+    dense = np.zeros((len(chosen), n_intents), dtype=np.float32)
+    lengths = counts[chosen]
+    within = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    entries = np.repeat(indptr[chosen], lengths) + within
+    dense[np.repeat(np.arange(len(chosen)), lengths), classes[entries]] = weights[entries]
+    return row_of, dense
 
 
 def _department_probabilities(
@@ -297,6 +341,9 @@ def build_model(header: dict[str, Any], arrays: dict[str, Array]) -> _Model:
         raise ValueError("model intents must be grouped by department, in DEPARTMENTS order")
     scale = float(header["intent_scale"])
     starts = np.searchsorted(intent_department, np.arange(len(departments) + 1))
+    indptr = np.asarray(arrays["intent_indptr"], dtype=np.int64)
+    weights = arrays["intent_weights"].astype(np.float32) * np.float32(scale)
+    dense_row, dense = _dense_rows(indptr, arrays["intent_class"], weights, len(header["intents"]))
     return _Model(
         departments=departments,
         intents=tuple(header["intents"]),
@@ -308,9 +355,11 @@ def build_model(header: dict[str, Any], arrays: dict[str, Array]) -> _Model:
         idf=np.asarray(arrays["idf"], dtype=np.float64),
         dept_weights=np.asarray(arrays["dept_weights"]).reshape(-1, len(departments)),
         dept_bias=np.asarray(header["dept_bias"], dtype=np.float64),
-        intent_indptr=np.asarray(arrays["intent_indptr"], dtype=np.int64),
+        intent_indptr=indptr,
         intent_class=arrays["intent_class"],
-        intent_weights=arrays["intent_weights"].astype(np.float32) * np.float32(scale),
+        intent_weights=weights,
+        intent_dense_row=dense_row,
+        intent_dense=dense,
         intent_bias=np.asarray(header["intent_bias"], dtype=np.float64),
         meta_coef=np.asarray(header["meta_coef"], dtype=np.float64),
         meta_bias=np.asarray(header["meta_bias"], dtype=np.float64),
@@ -318,6 +367,7 @@ def build_model(header: dict[str, Any], arrays: dict[str, Array]) -> _Model:
         coverage_floor=float(header["coverage_floor"]),
         threshold=float(header["threshold"]),
         metadata=dict(header.get("metadata", {})),
+        word_grams={},
     )
 
 
