@@ -239,3 +239,20 @@ def test_a_desk_that_stalls_past_its_lease_drops_its_decision() -> None:
     assert result.reply == "answered by desk-b"
     assert kinds(store, "c1") == ["conversation_opened", "customer_messaged", "reply_sent"]
     assert store.unfinished() == []
+
+
+def test_advancing_a_turn_agrees_with_refolding_the_conversation() -> None:
+    """The desk reads each answer back with ``advance`` (the turn plus its new events) instead of
+    refolding the conversation; on every turn of a varied conversation the two agree."""
+    from deskline.eventlog.projections import advance, fold
+
+    desk, store, _ = make_desk()
+    messages = ["I was charged twice for invoice INV-1001", "thanks!", "my transfer PAY-3001 to my landlord",
+                "I forgot my password", "let me talk to a real person", "hello?"]
+    for text in messages:
+        run(desk.handle("c1", text))
+        records = store.load("c1")
+        answered = fold("c1", records).turns[-1]
+        accepted = fold("c1", records[: answered.message_seq]).turns[-1]  # seqs run 1, 2, ...
+        assert not accepted.complete
+        assert advance(accepted, records[answered.message_seq :]) == answered, text

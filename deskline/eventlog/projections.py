@@ -137,12 +137,24 @@ def fold(conversation_id: str, records: Iterable[Recorded]) -> ConversationState
     )
 
 
+def advance(turn: TurnView, records: Iterable[Recorded]) -> TurnView:
+    """``turn`` with its later events applied: what ``fold`` would say of it, without refolding
+    the whole conversation (the desk reads its answer back this way after every append)."""
+    view = {name: getattr(turn, name) for name in TurnView.__slots__}
+    for r in records:
+        if r.turn == turn.turn:
+            view["last_seq"] = r.seq
+            _apply_turn(view, r.event)
+    return TurnView(**view)
+
+
 def _apply(b: _Builder, r: Recorded) -> None:
     e = r.event
     b.last_seq = r.seq
     turn = b.turns[-1] if b.turns and b.turns[-1]["turn"] == r.turn else None
     if turn is not None:
         turn["last_seq"] = r.seq
+        _apply_turn(turn, e)
     if isinstance(e, ConversationOpened):
         b.customer_id = e.customer_id
     elif isinstance(e, CustomerMessaged):
@@ -155,17 +167,11 @@ def _apply(b: _Builder, r: Recorded) -> None:
         b.plan, b.missing = e, []
         if not e.entities.is_empty():
             b.entities = b.entities.merged(e.entities)
-        if turn is not None:
-            turn.update(department=e.plan.department, mode=e.plan.mode, intent=e.plan.intent,
-                        confidence=e.plan.confidence, stage=e.plan.stage)
     elif isinstance(e, AgentCompleted):
         if e.result.status == "needs_info":
             b.missing.extend(m for m in e.result.missing if m not in b.missing)
     elif isinstance(e, ModelCalled):
         b.spent_usd += e.cost_usd
-        if turn is not None:
-            turn["llm_calls"] = turn.get("llm_calls", 0) + 1
-            turn["cost_usd"] = turn.get("cost_usd", Decimal(0)) + e.cost_usd
     elif isinstance(e, ActionCompleted):
         b.actions.append(f"{e.action} ({e.idempotency_key})")
     elif isinstance(e, EscalationRequested):
@@ -184,10 +190,20 @@ def _apply(b: _Builder, r: Recorded) -> None:
         b.pending = None
         if e.outcome == "needs_info" and b.plan is not None and b.missing:
             b.pending = PendingPlan(b.plan.plan, b.plan.entities, tuple(b.missing), r.turn)
-        if turn is not None:
-            turn.update(reply=e.text, department=e.department, mode=e.mode, escalated=e.escalated,
-                        complete=True, latency_ms=e.latency_ms)
         b.history.append(HistoryItem(role="bot", text=e.text))
-    elif isinstance(e, TurnHeld) and turn is not None:
+
+
+def _apply_turn(turn: dict[str, Any], e: object) -> None:
+    """What an event of a turn says about that turn."""
+    if isinstance(e, PlanMade):
+        turn.update(department=e.plan.department, mode=e.plan.mode, intent=e.plan.intent,
+                    confidence=e.plan.confidence, stage=e.plan.stage)
+    elif isinstance(e, ModelCalled):
+        turn["llm_calls"] = turn.get("llm_calls", 0) + 1
+        turn["cost_usd"] = turn.get("cost_usd", Decimal(0)) + e.cost_usd
+    elif isinstance(e, ReplySent):
+        turn.update(reply=e.text, department=e.department, mode=e.mode, escalated=e.escalated,
+                    complete=True, latency_ms=e.latency_ms)
+    elif isinstance(e, TurnHeld):
         # A person owns the conversation: the turn is theirs, not an unanswered clarification.
         turn.update(complete=True, department="human", mode="escalate", escalated=True)

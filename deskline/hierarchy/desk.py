@@ -53,7 +53,7 @@ from deskline.eventlog.events import (
     StrategyDecided,
     TurnHeld,
 )
-from deskline.eventlog.projections import ConversationState, TurnView, fold
+from deskline.eventlog.projections import ConversationState, TurnView, advance, fold
 from deskline.eventlog.store import EventStore
 from deskline.handoffs import escalation
 from deskline.handoffs.entities import extract
@@ -285,8 +285,7 @@ class SupportDesk:
                 records = self.store.load(cid)
                 state = fold(cid, records)
                 continue
-            state = fold(cid, records + appended)
-            done = next(t for t in state.turns if t.turn == turn.turn)
+            done = advance(turn, appended)
             bound.info("turn.done", department=done.department, mode=done.mode, events=len(appended) + accepted)
             return _result(state, done, appended=len(appended) + accepted, duplicate=duplicate)
 
