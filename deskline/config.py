@@ -28,6 +28,7 @@ class Settings:
     turn_wait_s: float = 60.0  # how long to wait for another desk deciding the same turn
     step_timeout_s: float = 10.0
     step_retries: int = 2
+    state_cache: int = 4096  # conversations whose folded state a desk keeps (0: fold from the store every turn)
     models_path: Path | None = None
     default_customer: str = "C-1001"
     log_format: str = "console"
@@ -56,6 +57,7 @@ class Settings:
                 approval_limit=Decimal(get("APPROVAL_LIMIT") or base.approval_limit),
                 max_llm_calls=int(get("MAX_LLM_CALLS") or base.max_llm_calls),
                 turn_lease_s=float(get("TURN_LEASE_S") or base.turn_lease_s),
+                state_cache=int(get("STATE_CACHE") or base.state_cache),
                 abstain_threshold=float(threshold) if threshold else None,
                 models_path=Path(models) if models else None,
                 default_customer=get("CUSTOMER") or base.default_customer,

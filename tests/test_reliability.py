@@ -149,8 +149,7 @@ def test_two_deciders_of_one_turn_never_run_an_action_the_log_does_not_record(tm
 
         async def decide(desk: Any, after: float) -> Any:
             await asyncio.sleep(after)
-            records = desk.store.load("race")
-            return await desk._finish(fold("race", records), records)
+            return await desk._finish(fold("race", desk.store.load("race")))
 
         async def both() -> None:
             await asyncio.gather(decide(first, 0), decide(second, 0.1))

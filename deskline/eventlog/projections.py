@@ -128,6 +128,36 @@ def fold(conversation_id: str, records: Iterable[Recorded]) -> ConversationState
     b = _Builder()
     for r in records:
         _apply(b, r)
+    return _state(conversation_id, b)
+
+
+class Folding:
+    """A fold that can be continued: ``extend`` with the conversation's next events, ``state``
+    at any point. ``Folding().extend(records).state(cid) == fold(cid, records)``."""
+
+    __slots__ = ("_b",)
+
+    def __init__(self) -> None:
+        self._b = _Builder()
+
+    @property
+    def last_seq(self) -> int:
+        return self._b.last_seq
+
+    def extend(self, records: Iterable[Recorded]) -> Folding:
+        b = self._b
+        for r in records:
+            if r.seq != b.last_seq + 1:
+                raise ValueError(f"event {r.seq} does not follow {b.last_seq}")
+            _apply(b, r)
+        del b.history[:-HISTORY_WINDOW]  # all a state keeps; the rest would only grow
+        return self
+
+    def state(self, conversation_id: str) -> ConversationState:
+        return _state(conversation_id, self._b)
+
+
+def _state(conversation_id: str, b: _Builder) -> ConversationState:
     return ConversationState(
         conversation_id=conversation_id, customer_id=b.customer_id, last_seq=b.last_seq, owner=b.owner,
         claimed_by=b.claimed_by, escalated=b.escalated, turns=tuple(TurnView(**t) for t in b.turns),

@@ -3,7 +3,7 @@
     handle(conversation, message)
       1. accept   append CustomerMessaged (idempotent on the client message id),
                   leased to this desk                                               committed alone
-      2. state    fold(events)                                                      pure
+      2. state    the conversation's fold, continued with the events since the last turn
       3. strategy decide(state, message)                                            pure
       4. plan     tactician.plan(...)                                               cascade
       5. execute  operator.execute(plan)                                            no model calls
@@ -53,7 +53,8 @@ from deskline.eventlog.events import (
     StrategyDecided,
     TurnHeld,
 )
-from deskline.eventlog.projections import ConversationState, TurnView, advance, fold
+from deskline.eventlog.projections import ConversationState, TurnView, advance
+from deskline.eventlog.states import ConversationStates
 from deskline.eventlog.store import EventStore
 from deskline.handoffs import escalation
 from deskline.handoffs.entities import extract
@@ -147,6 +148,7 @@ class SupportDesk:
         ensure_configured(self.settings.log_format, self.settings.log_level)
         self.models = models
         self.store = store
+        self.states = ConversationStates(store, self.settings.state_cache)
         self.registry = registry
         self.tactician = Tactician(registry, classifier, cache if cache is not None else RouteCache(),  # type: ignore[arg-type]
                                    models)
@@ -163,27 +165,28 @@ class SupportDesk:
         message = clean_text(text, self.settings.max_message_chars)
         cid = conversation_id or new_conversation_id()
         for attempt in range(MAX_ATTEMPTS):
-            records = self.store.load(cid)
-            state = fold(cid, records)
+            state = self.states.load(cid)
             seen = state.turn_for_message(client_message_id) if client_message_id else None
             if seen is not None and seen.complete:
                 return _result(state, seen, appended=0, duplicate=True)
             if seen is None and state.open_turn() is not None:
-                await self._finish(state, records)  # an earlier message was accepted, never answered
+                await self._finish(state)  # an earlier message was accepted, never answered
                 await _backoff(attempt)
                 continue
             if seen is not None:
-                return _waited(await self._finish(state, records, duplicate=True, target=seen.turn))
-            opening: list[Event] = [] if records else [ConversationOpened(customer_id=self.settings.default_customer)]
+                return _waited(await self._finish(state, duplicate=True, target=seen.turn))
+            opening: list[Event] = ([] if state.last_seq else
+                                    [ConversationOpened(customer_id=self.settings.default_customer)])
             try:
                 accepted = self.append(cid, state.last_seq, state.turn_count + 1,
                                        [*opening, CustomerMessaged(text=message, client_message_id=client_message_id)],
                                        leased=True)
             except ConcurrencyConflict:
+                self.states.forget(cid)
                 await _backoff(attempt)
                 continue
-            mine = fold(cid, records + accepted)
-            return _waited(await self._finish(mine, records + accepted, accepted=len(accepted),
+            mine = self.states.extend(cid, accepted)
+            return _waited(await self._finish(mine, accepted=len(accepted),
                                               structured_only=structured_only, target=mine.turns[-1].turn,
                                               leased=True))
         raise ConcurrencyConflict(f"conversation {cid} kept moving; gave up after {MAX_ATTEMPTS} attempts",
@@ -195,11 +198,10 @@ class SupportDesk:
         With ``wait``, a turn another desk holds is waited for (its lease runs out if that desk
         died); without, it is left to its holder.
         """
-        records = self.store.load(conversation_id)
-        state = fold(conversation_id, records)
+        state = self.states.load(conversation_id)
         if state.open_turn() is None:
             return None
-        return await self._finish(state, records, wait=wait)
+        return await self._finish(state, wait=wait)
 
     async def recover_all(self, accepted_before: float | None = None, *, wait: bool = True) -> list[TurnResult]:
         """Finish every unfinished turn in the store (at start-up, after a crash)."""
@@ -230,7 +232,7 @@ class SupportDesk:
         self.observer.appended(appended)
         return appended
 
-    async def _finish(self, state: ConversationState, records: list[Recorded], *, accepted: int = 0,
+    async def _finish(self, state: ConversationState, *, accepted: int = 0,
                       duplicate: bool = False, structured_only: bool = False, wait: bool = True,
                       target: int | None = None, leased: bool = False) -> TurnResult | None:
         """Decide turn ``target`` (default: the open one) under its lease and append its events.
@@ -261,8 +263,7 @@ class SupportDesk:
                     raise ConcurrencyConflict(f"turn {turn.turn} of {cid} is still being decided elsewhere",
                                               conversation_id=cid, turn=turn.turn)
                 await asyncio.sleep(min(0.2, 0.01 * attempt))
-                records = self.store.load(cid)
-                state = fold(cid, records)
+                state = self.states.load(cid)
                 continue
             leased = False  # a later round takes the lease again
             bound = log.bind(conversation_id=cid, turn=turn.turn)
@@ -274,17 +275,18 @@ class SupportDesk:
                 appended = self.append(cid, state.last_seq, turn.turn, events, leased=True)
             except LeaseLost:
                 bound.warning("turn.lease_lost")
-                records = self.store.load(cid)
-                state = fold(cid, records)
+                self.states.forget(cid)
+                state = self.states.load(cid)
                 continue
             except ConcurrencyConflict:
                 bound.info("turn.conflict", expected_seq=state.last_seq)
                 if time.monotonic() > deadline:
                     raise
                 await _backoff(attempt)
-                records = self.store.load(cid)
-                state = fold(cid, records)
+                self.states.forget(cid)
+                state = self.states.load(cid)
                 continue
+            self.states.record(cid, appended)
             done = advance(turn, appended)
             bound.info("turn.done", department=done.department, mode=done.mode, events=len(appended) + accepted)
             return _result(state, done, appended=len(appended) + accepted, duplicate=duplicate)
