@@ -82,3 +82,15 @@ def test_a_fold_refuses_events_that_do_not_follow() -> None:
     store.append("c1", 0, 1, [CustomerMessaged(text="hi"), reply("hello")])
     with pytest.raises(ValueError, match="does not follow"):
         Folding().extend(store.load("c1", after=1))
+
+
+def test_deferred_events_are_folded_when_a_state_is_asked_for() -> None:
+    store = MemoryEventStore()
+    store.append("c1", 0, 1, [CustomerMessaged(text="hi"), reply("hello")])
+    store.append("c1", 2, 2, [CustomerMessaged(text="and?"), reply("and this")])
+    records = store.load("c1")
+    folding = Folding().extend(records[:2]).defer(records[2:])
+    assert folding.last_seq == 4
+    assert folding.state("c1") == fold("c1", records)
+    with pytest.raises(ValueError, match="does not follow"):
+        Folding().defer(records[1:])

@@ -6,7 +6,7 @@ what makes replay and recovery possible.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -133,18 +133,22 @@ def fold(conversation_id: str, records: Iterable[Recorded]) -> ConversationState
 
 class Folding:
     """A fold that can be continued: ``extend`` with the conversation's next events, ``state``
-    at any point. ``Folding().extend(records).state(cid) == fold(cid, records)``."""
+    at any point. ``Folding().extend(records).state(cid) == fold(cid, records)``. Events can also
+    be ``defer``-red: folded only when a state is next asked for (often never: most conversations
+    are never touched again once answered)."""
 
-    __slots__ = ("_b",)
+    __slots__ = ("_b", "_pending")
 
     def __init__(self) -> None:
         self._b = _Builder()
+        self._pending: list[Recorded] = []
 
     @property
     def last_seq(self) -> int:
-        return self._b.last_seq
+        return self._pending[-1].seq if self._pending else self._b.last_seq
 
     def extend(self, records: Iterable[Recorded]) -> Folding:
+        self._flush()
         b = self._b
         for r in records:
             if r.seq != b.last_seq + 1:
@@ -153,8 +157,20 @@ class Folding:
         del b.history[:-HISTORY_WINDOW]  # all a state keeps; the rest would only grow
         return self
 
+    def defer(self, records: Sequence[Recorded]) -> Folding:
+        if records and records[0].seq != self.last_seq + 1:
+            raise ValueError(f"event {records[0].seq} does not follow {self.last_seq}")
+        self._pending.extend(records)
+        return self
+
     def state(self, conversation_id: str) -> ConversationState:
+        self._flush()
         return _state(conversation_id, self._b)
+
+    def _flush(self) -> None:
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self.extend(pending)
 
 
 def _state(conversation_id: str, b: _Builder) -> ConversationState:

@@ -73,16 +73,21 @@ class Entities(Frozen):
 
     def merged(self, newer: Entities) -> Entities:
         """Entities of an earlier turn topped up by a newer one (newer first, no repeats)."""
+        if newer.is_empty():
+            return self
+        if self.is_empty():
+            return newer
 
         def join(a: tuple[object, ...], b: tuple[object, ...]) -> tuple[object, ...]:
             return tuple(dict.fromkeys((*b, *a)))
 
-        return Entities.model_validate(
-            {field: join(getattr(self, field), getattr(newer, field)) for field in Entities.model_fields}
-        )
+        return Entities.model_validate({field: join(getattr(self, field), getattr(newer, field)) for field in _FIELDS})
 
     def is_empty(self) -> bool:
-        return not any(getattr(self, field) for field in Entities.model_fields)
+        return not any(getattr(self, field) for field in _FIELDS)
+
+
+_FIELDS = tuple(Entities.model_fields)
 
 
 class Constraints(Frozen):

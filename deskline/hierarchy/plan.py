@@ -40,6 +40,8 @@ def validate(plan: Plan, registry: Registry) -> Plan:
 
 def order(steps: tuple[PlanStep, ...]) -> list[list[PlanStep]]:
     """Steps in waves: every step after all it depends on; steps of one wave may run together."""
+    if not any(s.depends_on for s in steps):  # single and parallel plans: one wave, nothing to sort
+        return [sorted(steps, key=lambda s: s.step_id)] if steps else []
     by_id = {s.step_id: s for s in steps}
     sorter: TopologicalSorter[str] = TopologicalSorter({s.step_id: s.depends_on for s in steps})
     try:
