@@ -6,8 +6,9 @@ assigns ``seq`` when it appends them, and ``Recorded`` pairs the two on the way 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter
 
@@ -191,11 +192,21 @@ EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 TURN_ENDS = ("reply_sent", "turn_held")
 
 
-class Recorded(Frozen):
-    """An event as stored: its place in the conversation and the turn it belongs to."""
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """An event as stored: its place in the conversation and the turn it belongs to.
+
+    A plain frozen dataclass, not a model: it is built for every event appended or read, from an
+    event that is already validated, and validating the wrapper again bought nothing.
+    """
 
     conversation_id: str
     seq: int
     turn: int
     event: Event
     at: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """As JSON-ready data (export, archives)."""
+        return {"conversation_id": self.conversation_id, "seq": self.seq, "turn": self.turn,
+                "event": self.event.model_dump(mode="json"), "at": self.at}

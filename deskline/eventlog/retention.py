@@ -50,6 +50,6 @@ def compact(store: EventStore, older_than_s: float, archive_dir: Path | None, *,
         with gzip.open(path, "wt", encoding="utf-8") as out:
             for records in batches:
                 for r in records:
-                    out.write(json.dumps(r.model_dump(mode="json")) + "\n")
+                    out.write(json.dumps(r.to_json()) + "\n")
     store.remove(closed)
     return Compaction(tuple(closed), events, path)

@@ -106,10 +106,8 @@ def create_tables(engine: Engine, tables: list[Any]) -> None:
 
 
 def _records(conversation_id: str, expected_seq: int, turn: int, events: Sequence[Event], now: float) -> list[Recorded]:
-    """The events as stored. Built without re-validating: every event is already a validated,
-    frozen model, and this runs on every append."""
-    return [Recorded.model_construct(conversation_id=conversation_id, seq=expected_seq + i, turn=turn, event=e, at=now)
-            for i, e in enumerate(events, start=1)]
+    """The events as stored (every event is already a validated, frozen model)."""
+    return [Recorded(conversation_id, expected_seq + i, turn, e, now) for i, e in enumerate(events, start=1)]
 
 
 def _turn_changes(recorded: Sequence[Recorded]) -> tuple[list[Recorded], list[Recorded]]:
@@ -412,4 +410,4 @@ class MemoryEventStore:
 
 def dumps(records: Iterable[Recorded]) -> str:
     """Records as JSON lines (for export and debugging)."""
-    return "\n".join(json.dumps(r.model_dump(mode="json")) for r in records)
+    return "\n".join(json.dumps(r.to_json()) for r in records)
