@@ -31,7 +31,7 @@ import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import pairwise
+from itertools import chain, pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -189,7 +189,7 @@ def _features(model: _Model, text: str) -> tuple[Array, FloatArray, float]:
     word_counts = Counter(map(word_get, grams))
     word_counts.pop(None, None)
     cache = model.word_grams
-    char_counts: Counter[int | None] = Counter()
+    per_word: list[tuple[int, ...]] = []
     for word in text.split():
         ids = cache.get(word)
         if ids is None:
@@ -197,13 +197,19 @@ def _features(model: _Model, text: str) -> tuple[Array, FloatArray, float]:
             if len(cache) >= _WORD_CACHE_LIMIT:
                 cache.clear()
             cache[word] = ids
-        char_counts.update(ids)
-    parts = [_tfidf(np, counts, model.idf) for counts in (word_counts, char_counts) if counts]
-    if not parts:
+        per_word.append(ids)
+    char_counts = Counter(chain.from_iterable(per_word))
+    n_word, n = len(word_counts), len(word_counts) + len(char_counts)
+    if n == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0), coverage
-    if len(parts) == 1:
-        return parts[0][0], parts[0][1], coverage
-    return np.concatenate([parts[0][0], parts[1][0]]), np.concatenate([parts[0][1], parts[1][1]]), coverage
+    # Sublinear tf times idf, each vectoriser's part l2-normalised on its own (as in training).
+    fids = np.fromiter(chain(word_counts, char_counts), dtype=np.int64, count=n)
+    tf = np.fromiter(chain(word_counts.values(), char_counts.values()), dtype=np.float64, count=n)
+    values = (1.0 + np.log(tf)) * model.idf[fids]
+    for part in (values[:n_word], values[n_word:]):
+        if len(part):
+            part /= math.sqrt(float(part @ part))
+    return fids, values, coverage
 
 
 def _word_char_ids(model: _Model, word: str) -> tuple[int, ...]:
@@ -224,14 +230,6 @@ def char_wb_ngrams(word: str, min_n: int, max_n: int) -> list[str]:
             break
         grams.extend([padded[i : i + n] for i in range(length - n + 1)])
     return grams
-
-
-def _tfidf(np: Any, counts: Counter[int | None], idf: Array) -> tuple[Array, FloatArray]:
-    """Sublinear tf times idf, l2-normalised (counts is never empty here)."""
-    fids = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
-    tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-    values = (1.0 + np.log(tf)) * idf[fids]
-    return fids, values / math.sqrt(float(values @ values))
 
 
 def _intent_scores(model: _Model, fids: Array, values: FloatArray) -> FloatArray:
