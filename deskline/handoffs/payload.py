@@ -84,7 +84,7 @@ class Entities(Frozen):
         return Entities.model_validate({field: join(getattr(self, field), getattr(newer, field)) for field in _FIELDS})
 
     def is_empty(self) -> bool:
-        return not any(getattr(self, field) for field in _FIELDS)
+        return not any(map(self.__dict__.__getitem__, _FIELDS))
 
 
 _FIELDS = tuple(Entities.model_fields)

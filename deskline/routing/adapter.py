@@ -49,10 +49,13 @@ def call_errors() -> tuple[type[BaseException], ...]:
             json.JSONDecodeError, KeyError, TimeoutError)
 
 
+_PROFILE = ModelProfile(supports_json_schema_output=True, supports_json_object_output=True)
+
+
 class RouterModel(Model):
     def __init__(self, router: ModelRouter, role: Role, group: str, budget: TurnBudget,
                  fallbacks: tuple[str, ...] = ()) -> None:
-        super().__init__(profile=ModelProfile(supports_json_schema_output=True, supports_json_object_output=True))
+        super().__init__(profile=_PROFILE)
         self.router = router
         self.role = role
         self.group = group
@@ -123,14 +126,18 @@ class RouterModel(Model):
         message = response.choices[0].message
         calls = [{"id": c.id, "name": c.function.name, "arguments": c.function.arguments}
                  for c in (message.tool_calls or [])]
-        attempt.output = json.dumps({"content": message.content, "tool_calls": calls})
+        data = {"content": message.content, "tool_calls": calls}
+        attempt.output = json.dumps(data)
         attempt.ok = True
-        return from_output(attempt.output, self.group, attempt.input_tokens, attempt.output_tokens)
+        return _response(data, self.group, attempt.input_tokens, attempt.output_tokens)
 
 
 def from_output(output: str, model_name: str, input_tokens: int = 0, output_tokens: int = 0) -> ModelResponse:
     """A recorded output (as the event log keeps it) back into pydantic-ai's typed parts."""
-    data = json.loads(output)
+    return _response(json.loads(output), model_name, input_tokens, output_tokens)
+
+
+def _response(data: dict[str, Any], model_name: str, input_tokens: int, output_tokens: int) -> ModelResponse:
     parts: list[Any] = []
     if data.get("content"):
         parts.append(TextPart(content=data["content"]))
