@@ -357,7 +357,7 @@ async def w_length(p: dict[str, Any]) -> dict[str, Any]:
     from deskline.config import Settings
     from deskline.runtime import open_desk
 
-    desk = open_desk(Settings(database_url=p["db"], state_cache=p.get("state_cache", Settings.state_cache)))
+    desk = open_desk(Settings(database_url=p["db"], state_cache=p.get("state_cache", Settings().state_cache)))
     msgs = ["I was charged twice for invoice INV-1001", "I forgot my password and can't log in",
             "my transfer to my landlord hasn't arrived"]
     for i in range(100):
