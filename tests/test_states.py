@@ -84,13 +84,13 @@ def test_a_fold_refuses_events_that_do_not_follow() -> None:
         Folding().extend(store.load("c1", after=1))
 
 
-def test_deferred_events_are_folded_when_a_state_is_asked_for() -> None:
-    store = MemoryEventStore()
-    store.append("c1", 0, 1, [CustomerMessaged(text="hi"), reply("hello")])
-    store.append("c1", 2, 2, [CustomerMessaged(text="and?"), reply("and this")])
-    records = store.load("c1")
-    folding = Folding().extend(records[:2]).defer(records[2:])
-    assert folding.last_seq == 4
-    assert folding.state("c1") == fold("c1", records)
-    with pytest.raises(ValueError, match="does not follow"):
-        Folding().defer(records[1:])
+
+def test_a_kept_fold_holds_neither_done_plans_nor_open_turn_dicts() -> None:
+    """What a cached fold keeps stays small: a finished turn's plan is dropped and every turn but
+    the last is frozen, so the state is the same as a fresh fold's."""
+    desk = memory_desk()
+    for text in ["I was charged twice for invoice INV-1001", "thanks", "I forgot my password"]:
+        asyncio.run(desk.handle("c1", text))
+    builder = desk.states._folds["c1"]._b
+    assert builder.plan is None and len(builder.turns) == 1 and len(builder.done) == 2
+    assert desk.states.load("c1") == fold("c1", desk.store.load("c1"))

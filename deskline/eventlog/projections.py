@@ -6,7 +6,7 @@ what makes replay and recovery possible.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -100,12 +100,13 @@ class ConversationState:
 class _Builder:
     """Mutable scratch space for one fold; the frozen state is built once at the end."""
 
-    __slots__ = ("actions", "claimed_by", "customer_id", "entities", "escalated", "failed_streak", "history",
+    __slots__ = ("actions", "claimed_by", "customer_id", "done", "entities", "escalated", "failed_streak", "history",
                  "last_seq", "missing", "negative_streak", "owner", "pending", "pending_action", "plan",
                  "spent_usd", "turns")
 
     def __init__(self) -> None:
-        self.turns: list[dict[str, Any]] = []
+        self.turns: list[dict[str, Any]] = []  # the last turn, still changing
+        self.done: list[TurnView] = []  # every turn before it, frozen (a fold may be kept for long)
         self.history: list[HistoryItem] = []
         self.actions: list[str] = []
         self.plan: PlanMade | None = None
@@ -133,22 +134,18 @@ def fold(conversation_id: str, records: Iterable[Recorded]) -> ConversationState
 
 class Folding:
     """A fold that can be continued: ``extend`` with the conversation's next events, ``state``
-    at any point. ``Folding().extend(records).state(cid) == fold(cid, records)``. Events can also
-    be ``defer``-red: folded only when a state is next asked for (often never: most conversations
-    are never touched again once answered)."""
+    at any point. ``Folding().extend(records).state(cid) == fold(cid, records)``."""
 
-    __slots__ = ("_b", "_pending")
+    __slots__ = ("_b",)
 
     def __init__(self) -> None:
         self._b = _Builder()
-        self._pending: list[Recorded] = []
 
     @property
     def last_seq(self) -> int:
-        return self._pending[-1].seq if self._pending else self._b.last_seq
+        return self._b.last_seq
 
     def extend(self, records: Iterable[Recorded]) -> Folding:
-        self._flush()
         b = self._b
         for r in records:
             if r.seq != b.last_seq + 1:
@@ -157,26 +154,14 @@ class Folding:
         del b.history[:-HISTORY_WINDOW]  # all a state keeps; the rest would only grow
         return self
 
-    def defer(self, records: Sequence[Recorded]) -> Folding:
-        if records and records[0].seq != self.last_seq + 1:
-            raise ValueError(f"event {records[0].seq} does not follow {self.last_seq}")
-        self._pending.extend(records)
-        return self
-
     def state(self, conversation_id: str) -> ConversationState:
-        self._flush()
         return _state(conversation_id, self._b)
-
-    def _flush(self) -> None:
-        if self._pending:
-            pending, self._pending = self._pending, []
-            self.extend(pending)
 
 
 def _state(conversation_id: str, b: _Builder) -> ConversationState:
     return ConversationState(
         conversation_id=conversation_id, customer_id=b.customer_id, last_seq=b.last_seq, owner=b.owner,
-        claimed_by=b.claimed_by, escalated=b.escalated, turns=tuple(TurnView(**t) for t in b.turns),
+        claimed_by=b.claimed_by, escalated=b.escalated, turns=(*b.done, *(TurnView(**t) for t in b.turns)),
         history=tuple(b.history[-HISTORY_WINDOW:]), failed_streak=b.failed_streak,
         negative_streak=b.negative_streak, pending=b.pending, actions_taken=tuple(b.actions),
         entities=b.entities, pending_action=b.pending_action, spent_usd=b.spent_usd,
@@ -204,6 +189,8 @@ def _apply(b: _Builder, r: Recorded) -> None:
     if isinstance(e, ConversationOpened):
         b.customer_id = e.customer_id
     elif isinstance(e, CustomerMessaged):
+        if b.turns:  # turns complete in order: nothing changes a turn once the next one opens
+            b.done.append(TurnView(**b.turns.pop()))
         b.turns.append({"turn": r.turn, "message_seq": r.seq, "text": e.text,
                         "client_message_id": e.client_message_id, "first_seq": r.seq, "last_seq": r.seq})
         b.history.append(HistoryItem(role="customer", text=e.text))
@@ -236,6 +223,7 @@ def _apply(b: _Builder, r: Recorded) -> None:
         b.pending = None
         if e.outcome == "needs_info" and b.plan is not None and b.missing:
             b.pending = PendingPlan(b.plan.plan, b.plan.entities, tuple(b.missing), r.turn)
+        b.plan = None  # the turn's plan is done with (a long-lived fold need not keep it)
         b.history.append(HistoryItem(role="bot", text=e.text))
 
 

@@ -51,11 +51,10 @@ class ConversationStates:
         return state
 
     def record(self, conversation_id: str, appended: Sequence[Recorded]) -> None:
-        """``extend`` for a caller that does not need the state back: the events are folded when
-        the conversation is next loaded, if it ever is."""
+        """``extend`` for a caller that does not need the state back."""
         folding = self._take(conversation_id)
         if appended and appended[0].seq == folding.last_seq + 1:
-            self._keep(conversation_id, folding.defer(appended))
+            self._keep(conversation_id, folding.extend(appended))
         # else the fold is dropped, and the next load reads the store
 
     def forget(self, conversation_id: str) -> None:
