@@ -109,3 +109,29 @@ def test_concurrent_processes_never_gap_or_duplicate(database_url: str) -> None:
     replies = [r for r in records if r.event.type == "reply_sent"]
     assert len(replies) == 24
     assert sorted(r.turn for r in replies) == list(range(1, 25))
+
+
+def test_a_serving_app_sweeps_up_a_turn_whose_process_died(tmp_path: Path) -> None:
+    """A turn accepted by a process that then died, in a conversation nobody touches again, is
+    answered by the recovery sweep of a serving app, once; a turn a live desk holds is left to it."""
+    from fastapi.testclient import TestClient
+
+    from deskline.api import WebSettings, create_app
+    from deskline.eventlog.events import ConversationOpened, CustomerMessaged
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/sweep.db", turn_lease_s=0.2)
+    desk = open_desk(settings)
+    opened = ConversationOpened(customer_id="C-1001")
+    desk.store.append("dead", 0, 1, [opened, CustomerMessaged(text="I forgot my password")],
+                      holder="a-desk-that-died", ttl_s=0.2)
+    desk.store.append("alive", 0, 1, [opened, CustomerMessaged(text="I forgot my password")],
+                      holder="a-desk-still-deciding", ttl_s=60)
+    app = create_app(settings, desk, web=WebSettings(sweep_interval_s=0.1, event_channel="none"))
+    with TestClient(app):
+        deadline = time.monotonic() + 10
+        while ("dead", 1) in desk.store.unfinished() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # a few more sweeps
+    kinds = [r.event.type for r in desk.store.load("dead")]
+    assert kinds.count("reply_sent") == 1, kinds
+    assert desk.store.unfinished() == [("alive", 1)]

@@ -11,7 +11,8 @@ them on its poll.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from deskline.api.middleware import BodyLimit, RequestLog
 from deskline.api.schemas import MAX_TEXT_CHARS_DOC
 from deskline.api.settings import WebSettings
 from deskline.api.streams import Notifier
+from deskline.api.sweeper import sweeping
 from deskline.config import Settings
 from deskline.eventlog.database import make_engine
 from deskline.eventlog.queue import HumanQueue
@@ -46,6 +48,20 @@ _PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
 }
+
+
+def _lifespan(bus: Any, desk: SupportDesk, sweep_interval_s: float) -> Callable[[FastAPI], Any]:
+    """The event bus's listener (if any) and the recovery sweep, for as long as the app serves."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            if bus is not None:
+                await stack.enter_async_context(bus.lifespan(app))
+            await stack.enter_async_context(sweeping(desk, sweep_interval_s))
+            yield
+
+    return lifespan
 
 
 def create_app(
@@ -88,7 +104,7 @@ def create_app(
         title="deskline",
         version=__version__,
         summary="Customer chat (REST + Server-Sent Events) and the human agents' console.",
-        lifespan=bus.lifespan if bus is not None else None,
+        lifespan=_lifespan(bus, desk, web.sweep_interval_s),
     )
     app.state.deskline = svc
     problems.install(app)

@@ -37,6 +37,7 @@ class WebSettings:
     channel_poll_interval_s: float = 5.0  # the poll while a cross-process event channel is live
     event_channel: str = "auto"  # auto | postgres | redis | none (see deskline.api.bus)
     redis_url: str | None = None  # Redis pub/sub for the event channel
+    sweep_interval_s: float = 30.0  # how often to finish turns a dead process left open (0: never)
 
     def with_(self, **changes: object) -> WebSettings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -63,6 +64,7 @@ class WebSettings:
                 channel_poll_interval_s=float(get("CHANNEL_POLL_INTERVAL_S") or base.channel_poll_interval_s),
                 event_channel=(get("EVENT_CHANNEL") or base.event_channel).lower(),
                 redis_url=get("REDIS_URL"),
+                sweep_interval_s=float(get("SWEEP_INTERVAL_S") or base.sweep_interval_s),
             )
         except ValueError as exc:
             raise ConfigError(f"a DESKLINE_* web setting is not valid: {exc}") from exc
