@@ -138,7 +138,7 @@ class _AlwaysAsk:
 
 async def setup() -> None:
     global _desk
-    from deskline.agents.backend.memory import MemoryBackend
+    from deskline.agents.builtin.backend.memory import MemoryBackend
     from deskline.agents.registry import Registry
     from deskline.config import Settings
     from deskline.eventlog.database import make_engine

@@ -230,7 +230,7 @@ async def w_critical_path(p: dict[str, Any]) -> dict[str, Any]:
     from pydantic_ai.messages import ModelResponse, TextPart, ToolCallPart
     from pydantic_ai.models.function import FunctionModel
 
-    from deskline.agents.backend.memory import MemoryBackend
+    from deskline.agents.builtin.backend.memory import MemoryBackend
     from deskline.config import Settings
     from deskline.evals.loop import LoopTurn, build_agent
     from deskline.eventlog.database import make_engine

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 def open_desk(settings: Settings, observer: Observer | None = None) -> SupportDesk:
     """The desk on the configured database, with the demo system of record seeded in it."""
     from deskline.agents import default_registry
-    from deskline.agents.backend.sql import SqlBackend
+    from deskline.agents.builtin.backend.sql import SqlBackend
     from deskline.eventlog.database import make_engine
     from deskline.eventlog.store import SqlEventStore
     from deskline.routing.classifier import load_classifier
@@ -60,7 +60,7 @@ def model_layer(settings: Settings, threshold: float) -> tuple[ModelGateway | No
 def memory_desk(settings: Settings | None = None, observer: Observer | None = None) -> SupportDesk:
     """The desk entirely in process memory: for tests, benchmarks and the eval suite."""
     from deskline.agents import default_registry
-    from deskline.agents.backend.memory import MemoryBackend
+    from deskline.agents.builtin.backend.memory import MemoryBackend
     from deskline.eventlog.store import MemoryEventStore
     from deskline.routing.classifier import load_classifier
 

@@ -13,9 +13,9 @@ from typing import get_args
 import pytest
 
 import deskline.agents as agents
-import deskline.agents.backend as backend_pkg
+import deskline.agents.builtin.backend as backend_pkg
 from deskline.agents import ApprovalRequired, default_registry
-from deskline.agents.backend import DEMO_SEED, MemoryBackend, Payment, Seed
+from deskline.agents.builtin.backend import DEMO_SEED, MemoryBackend, Payment, Seed
 from deskline.agents.registry import SkillCall
 from deskline.handoffs import AgentResult, Case, Constraints, EntityName, Handoff, HistoryItem
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 from sqlmodel import SQLModel
 
-from deskline.agents.backend import (
+from deskline.agents.builtin.backend import (
     DEMO_NOW,
     ActionRejected,
     Backend,
@@ -21,8 +21,8 @@ from deskline.agents.backend import (
     SqlBackend,
     demo_clock,
 )
-from deskline.agents.backend.records import Clock, Facts
-from deskline.agents.backend.tables import SOR_METADATA
+from deskline.agents.builtin.backend.records import Clock, Facts
+from deskline.agents.builtin.backend.tables import SOR_METADATA
 
 MakeBackend = Callable[..., Backend]
 C1, C2 = "C-1001", "C-1002"

@@ -15,7 +15,7 @@ from deskline.handoffs.payload import DEPARTMENTS
 from deskline.routing import Classifier, Prediction, load_classifier, normalise
 from deskline.routing.classifier import DEFAULT_MODEL_PATH
 
-DATA = Path(__file__).resolve().parents[1] / "deskline" / "routing" / "data"
+DATA = Path(__file__).resolve().parents[1] / "deskline" / "agents" / "builtin" / "router" / "data"
 
 
 @pytest.fixture(scope="module")

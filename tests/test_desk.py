@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from deskline.agents import default_registry
-from deskline.agents.backend.memory import MemoryBackend
+from deskline.agents.builtin.backend.memory import MemoryBackend
 from deskline.agents.registry import Registry, Skill, SkillCall
 from deskline.config import Settings
 from deskline.errors import EmptyMessage, InvalidEncoding, MessageTooLong

@@ -116,7 +116,7 @@ def test_bad_rows_name_the_row_and_the_field(tmp_path: Path, row: dict[str, Any]
 
 def test_rows_from_the_training_data_are_flagged(tmp_path: Path) -> None:
     """A text copied from the router's training CSV is trained-on, whatever its case; a new one is not."""
-    train = Path(__file__).parents[1] / "deskline" / "routing" / "data" / "clinc150_train.csv"
+    train = Path(__file__).parents[1] / "deskline" / "agents" / "builtin" / "router" / "data" / "clinc150_train.csv"
     with train.open(encoding="utf-8", newline="") as handle:
         seen = next(csv.DictReader(handle))["text"]
     path = write_jsonl(tmp_path / "t.jsonl", [{"text": seen.upper()}, {"text": "zebra invoices on mars"}])

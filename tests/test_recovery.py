@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from deskline.agents.backend.sql import SqlBackend
+from deskline.agents.builtin.backend.sql import SqlBackend
 from deskline.config import Settings
 from deskline.eventlog.database import make_engine
 from deskline.runtime import open_desk

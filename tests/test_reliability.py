@@ -24,7 +24,7 @@ from sqlalchemy import text
 
 from bench.load import parse
 from bench.load import run as run_load
-from deskline.agents.backend.sql import SqlBackend
+from deskline.agents.builtin.backend.sql import SqlBackend
 from deskline.api import AuthStore
 from deskline.config import Settings
 from deskline.eventlog.database import make_engine

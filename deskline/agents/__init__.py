@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from functools import cache
 
-from deskline.agents import billing, payment, tech
+from deskline.agents.builtin import billing, payment, tech
 from deskline.agents.registry import (
     ApprovalRequired,
     Reference,

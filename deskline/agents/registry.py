@@ -16,8 +16,8 @@ from pydantic import BaseModel, StringConstraints
 from deskline.handoffs import AgentName, AgentResult, EntityName, Handoff, Money, ResultStatus
 
 if TYPE_CHECKING:
-    from deskline.agents.backend.port import Backend
-    from deskline.agents.backend.records import ActionName, Facts, LedgerEntry
+    from deskline.agents.builtin.backend.port import Backend
+    from deskline.agents.builtin.backend.records import ActionName, Facts, LedgerEntry
 
 
 P = TypeVar("P", bound=BaseModel)

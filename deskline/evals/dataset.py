@@ -135,7 +135,7 @@ def resolve_data(name: str | Path) -> Path:
     path = Path(name)
     root = Path(__file__).resolve().parents[2]
     env = os.environ.get("DESKLINE_EVAL_DATA")
-    places = list(dict.fromkeys([Path.cwd(), root, root / "bench" / "data", root / "deskline" / "routing" / "data",
+    places = list(dict.fromkeys([Path.cwd(), root, root / "bench" / "data", root / "deskline" / "agents" / "builtin" / "router" / "data",
                                  *([Path(env)] if env else []), root.parent / "shared" / "data"]))
     for candidate in [path, *(p / path for p in places), *(p / path.name for p in places)]:
         if candidate.is_file():

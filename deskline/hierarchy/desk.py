@@ -29,7 +29,7 @@ from typing import Any
 
 import structlog
 
-from deskline.agents.backend.port import Backend
+from deskline.agents.builtin.backend.port import Backend
 from deskline.agents.registry import Registry
 from deskline.config import Settings
 from deskline.errors import (

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ValidationError
 
-from deskline.agents.backend.port import Backend
+from deskline.agents.builtin.backend.port import Backend
 from deskline.agents.registry import ApprovalRequired, Registry, Skill, SkillCall
 from deskline.errors import PlanError, SkillError
 from deskline.eventlog.events import (

@@ -56,7 +56,7 @@ __all__ = [
     "read_artifact",
 ]
 
-DEFAULT_MODEL_PATH = Path(__file__).with_name("model") / "triage.bin"
+DEFAULT_MODEL_PATH = Path(__file__).parents[1] / "agents" / "builtin" / "router" / "triage.bin"
 MAGIC = b"DLTRIAGE"
 FORMAT_VERSION = 1
 

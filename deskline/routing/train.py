@@ -47,7 +47,7 @@ from deskline.routing.classifier import (
     normalise,
 )
 
-DATA_DIR = Path(__file__).with_name("data")
+DATA_DIR = Path(__file__).parents[1] / "agents" / "builtin" / "router" / "data"
 TRAIN_FILES = ("banking77_train.csv", "clinc150_train.csv", "desk_examples.csv")
 HOLDOUT_FILE = "banking77_holdout.csv"
 HOLDOUT_EVERY = 10  # every 10th BANKING77 row of an intent (by text digest) is held out

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from deskline.agents.backend.records import Charge, Customer, Incident, Invoice, Payment
+from deskline.agents.builtin.backend.records import Charge, Customer, Incident, Invoice, Payment
 
 DEMO_NOW = datetime(2025, 3, 14, 9, 0, tzinfo=UTC)
 DEMO_CUSTOMER_ID = "C-1001"

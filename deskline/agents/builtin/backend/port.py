@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from deskline.agents.backend.records import (
+from deskline.agents.builtin.backend.records import (
     ActionName,
     Charge,
     Component,

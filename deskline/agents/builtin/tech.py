@@ -7,7 +7,7 @@ types, and the reply shows that address masked: a chat transcript must not leak 
 
 from __future__ import annotations
 
-from deskline.agents.backend import Component, Customer, Incident, mask_email, show_time
+from deskline.agents.builtin.backend import Component, Customer, Incident, mask_email, show_time
 from deskline.agents.registry import Skill, SkillCall
 from deskline.handoffs import AgentResult
 from deskline.handoffs.payload import Frozen

@@ -7,7 +7,7 @@ explicitly: "my transfer failed" gets the transfer's status and an offer to retr
 
 from __future__ import annotations
 
-from deskline.agents.backend import Payment, show_date, show_money
+from deskline.agents.builtin.backend import Payment, show_date, show_money
 from deskline.agents.registry import Reference, Skill, SkillCall
 from deskline.handoffs import AgentResult
 from deskline.handoffs.payload import Frozen

@@ -4,14 +4,14 @@
 from ``DEMO_SEED`` and both pass the same contract test.
 """
 
-from deskline.agents.backend.memory import MemoryBackend
-from deskline.agents.backend.port import (
+from deskline.agents.builtin.backend.memory import MemoryBackend
+from deskline.agents.builtin.backend.port import (
     ActionRejected,
     Backend,
     BackendUnavailable,
     IdempotencyConflict,
 )
-from deskline.agents.backend.records import (
+from deskline.agents.builtin.backend.records import (
     ActionName,
     Charge,
     Clock,
@@ -27,7 +27,7 @@ from deskline.agents.backend.records import (
     show_money,
     show_time,
 )
-from deskline.agents.backend.seed import (
+from deskline.agents.builtin.backend.seed import (
     DEMO_CUSTOMER_ID,
     DEMO_NOW,
     DEMO_SEED,
@@ -35,7 +35,7 @@ from deskline.agents.backend.seed import (
     Seed,
     demo_clock,
 )
-from deskline.agents.backend.sql import SqlBackend
+from deskline.agents.builtin.backend.sql import SqlBackend
 
 __all__ = [
     "DEMO_CUSTOMER_ID",

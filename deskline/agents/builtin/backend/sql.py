@@ -22,9 +22,9 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, Pro
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, col, select
 
-from deskline.agents.backend import rules
-from deskline.agents.backend.port import ActionRejected, BackendUnavailable
-from deskline.agents.backend.records import (
+from deskline.agents.builtin.backend import rules
+from deskline.agents.builtin.backend.port import ActionRejected, BackendUnavailable
+from deskline.agents.builtin.backend.records import (
     ActionName,
     Charge,
     Clock,
@@ -36,8 +36,8 @@ from deskline.agents.backend.records import (
     LedgerEntry,
     Payment,
 )
-from deskline.agents.backend.seed import DEMO_SEED, Seed, demo_clock
-from deskline.agents.backend.tables import (
+from deskline.agents.builtin.backend.seed import DEMO_SEED, Seed, demo_clock
+from deskline.agents.builtin.backend.tables import (
     SOR_METADATA,
     ChargeRow,
     CustomerRow,

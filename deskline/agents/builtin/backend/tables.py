@@ -17,7 +17,7 @@ from sqlalchemy import DateTime, MetaData
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-from deskline.agents.backend.records import (
+from deskline.agents.builtin.backend.records import (
     AccountStatus,
     ActionName,
     Charge,

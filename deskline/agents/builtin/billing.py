@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections import defaultdict
 from decimal import Decimal
 
-from deskline.agents.backend import Invoice, show_date, show_money
-from deskline.agents.backend.rules import refund_facts
+from deskline.agents.builtin.backend import Invoice, show_date, show_money
+from deskline.agents.builtin.backend.rules import refund_facts
 from deskline.agents.registry import Reference, Skill, SkillCall
 from deskline.handoffs import AgentResult
 from deskline.handoffs.payload import Frozen

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 
-from deskline.agents.backend.port import ActionRejected, IdempotencyConflict
-from deskline.agents.backend.records import (
+from deskline.agents.builtin.backend.port import ActionRejected, IdempotencyConflict
+from deskline.agents.builtin.backend.records import (
     ActionName,
     Charge,
     Customer,

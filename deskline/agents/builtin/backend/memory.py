@@ -9,9 +9,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from deskline.agents.backend import rules
-from deskline.agents.backend.port import ActionRejected
-from deskline.agents.backend.records import (
+from deskline.agents.builtin.backend import rules
+from deskline.agents.builtin.backend.port import ActionRejected
+from deskline.agents.builtin.backend.records import (
     ActionName,
     Charge,
     Clock,
@@ -23,7 +23,7 @@ from deskline.agents.backend.records import (
     LedgerEntry,
     Payment,
 )
-from deskline.agents.backend.seed import DEMO_SEED, Seed, demo_clock
+from deskline.agents.builtin.backend.seed import DEMO_SEED, Seed, demo_clock
 
 
 class MemoryBackend:
