@@ -154,3 +154,13 @@ def load_note(load: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------------- shared desk code
 # (used inside workers only; imports deskline lazily)
 
+
+
+def desk_with(skills: Any, defaults: dict[str, str]) -> Any:
+    """The built-in desk with a benchmark's own skills (and each agent's default skill)."""
+    import dataclasses
+
+    from deskline.agents.builtin import desk as builtin
+
+    agents = tuple(dataclasses.replace(a, default_skill=defaults[a.name]) for a in builtin.agents)
+    return dataclasses.replace(builtin, skills=tuple(skills), agents=agents)

@@ -27,6 +27,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import workload as W
+from common import desk_with
 
 MODE = os.environ.get("DESKLINE_BENCH_MODE", "model")
 DB = os.environ.get("DESKLINE_BENCH_DB", "sqlite://")
@@ -139,7 +140,7 @@ class _AlwaysAsk:
 async def setup() -> None:
     global _desk
     from deskline.agents.builtin.backend.memory import MemoryBackend
-    from deskline.agents.registry import Registry
+    from deskline.agents.builtin.desk import ROUTER
     from deskline.config import Settings
     from deskline.eventlog.database import make_engine
     from deskline.eventlog.store import SqlEventStore
@@ -148,9 +149,9 @@ async def setup() -> None:
     from deskline.routing.classifier import load_classifier
 
     skills = _skills()
-    registry = Registry(skills, {"tech": "tech.lookup_account", "billing": "billing.lookup_invoice",
-                                 "payment": "payment.lookup_transfer"})
-    classifier: Any = load_classifier()
+    definition = desk_with(skills, {"tech": "tech.lookup_account", "billing": "billing.lookup_invoice",
+                                    "payment": "payment.lookup_transfer"})
+    classifier: Any = load_classifier(ROUTER)
     models = None
     if MODE == "model":
         from deskline.routing.llm_config import ModelsFile
@@ -163,7 +164,7 @@ async def setup() -> None:
         models = ModelRouter(config)
         classifier = _AlwaysAsk(classifier)
     # No route cache: every turn must really plan (the harness checks 2 model calls a turn).
-    _desk = SupportDesk(store=SqlEventStore(make_engine(DB)), backend=MemoryBackend(), registry=registry,
+    _desk = SupportDesk(store=SqlEventStore(make_engine(DB)), records=MemoryBackend(), desk=definition,
                         classifier=classifier, settings=Settings(), models=models, cache=RouteCache(capacity=0))
 
 

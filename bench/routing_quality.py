@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deskline.agents.builtin.desk import ROUTER
+
 from deskline.handoffs.payload import DEPARTMENTS
 from deskline.routing.classifier import Classifier, Prediction, load_classifier
 
@@ -160,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    classifier = load_classifier(threshold=args.threshold)
+    classifier = load_classifier(ROUTER, threshold=args.threshold)
     load_ms = (time.perf_counter() - started) * 1e3
     results = []
     for split in splits(args.shared):

@@ -21,6 +21,7 @@ from common import (
     PLAN_MS,
     SKILL_MS,
     WRITE_MS,
+    desk_with,
     pct,
     rss_mib,
 )
@@ -176,7 +177,7 @@ async def _breakdown(desk: Any, F: Any, W: Any, n: int) -> dict[str, Any]:
 def _cp_registry(delays: dict[str, float]) -> Any:
     from pydantic import BaseModel
 
-    from deskline.agents.registry import Registry, Skill, SkillCall
+    from deskline.agents.registry import Skill, SkillCall
 
     class NoParams(BaseModel):
         pass
@@ -191,7 +192,7 @@ def _cp_registry(delays: dict[str, float]) -> Any:
                      params=NoParams, run=run, templates={"default": "The {agent} check is done: {status}."})
 
     skills = [make(a) for a in ("tech", "billing", "payment")]
-    return Registry(skills, {a: f"{a}.probe" for a in ("tech", "billing", "payment")})
+    return desk_with(skills, {a: f"{a}.probe" for a in ("tech", "billing", "payment")})
 
 
 def _cp_models() -> Any:
@@ -231,6 +232,7 @@ async def w_critical_path(p: dict[str, Any]) -> dict[str, Any]:
     from pydantic_ai.models.function import FunctionModel
 
     from deskline.agents.builtin.backend.memory import MemoryBackend
+    from deskline.agents.builtin.desk import ROUTER
     from deskline.config import Settings
     from deskline.evals.loop import LoopTurn, build_agent
     from deskline.eventlog.database import make_engine
@@ -243,11 +245,11 @@ async def w_critical_path(p: dict[str, Any]) -> dict[str, Any]:
     delays: dict[str, float] = {}
     registry = _cp_registry(delays)
     models = _cp_models()
-    desk = SupportDesk(store=SqlEventStore(make_engine(p.get("db", "sqlite://"))), backend=MemoryBackend(),
-                       registry=registry, classifier=AlwaysAsk(load_classifier()), settings=Settings(),
+    desk = SupportDesk(store=SqlEventStore(make_engine(p.get("db", "sqlite://"))), records=MemoryBackend(),
+                       desk=registry, classifier=AlwaysAsk(load_classifier(ROUTER)), settings=Settings(),
                        models=models, cache=RouteCache(capacity=0))
-    loop_desk = SupportDesk(store=SqlEventStore(make_engine("sqlite://")), backend=MemoryBackend(),
-                            registry=registry, classifier=load_classifier(), settings=Settings())
+    loop_desk = SupportDesk(store=SqlEventStore(make_engine("sqlite://")), records=MemoryBackend(),
+                            desk=registry, classifier=load_classifier(ROUTER), settings=Settings())
     agent = build_agent(loop_desk)
     text = p.get("text", "I can't log in to the app, invoice INV-1001 looks wrong and my transfer PAY-2001 is late")
     rng = random.Random(p.get("seed", 7))

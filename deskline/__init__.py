@@ -1,13 +1,58 @@
 """deskline: customer support run by a strategy -> tactical -> operation hierarchy of agents.
 
-The public API is re-exported here; everything else is reachable by its module path.
+The public API is re-exported here; everything else is reachable by its module path. A team
+defines its own desk with ``Desk`` (agents, skills, entities, system of record, router,
+policies, texts) and runs it with ``open_desk`` / ``memory_desk`` or ``deskline --desk``.
 """
 
+from deskline.agents.registry import ActionLedger, ApprovalRequired, Reference, Skill, SkillCall
 from deskline.config import Settings
-from deskline.errors import DesklineError
+from deskline.definition import (
+    Agent,
+    Desk,
+    DeskDefinitionError,
+    EscalationRule,
+    Policies,
+    RecordsContext,
+    Texts,
+    asks_for_person,
+    load_desk,
+    validate,
+)
+from deskline.errors import DesklineError, SkillError
+from deskline.handoffs.entities import EntityType, email_entity, id_entity, money_entity, pattern_entity
 from deskline.hierarchy.desk import SupportDesk, TurnResult
 from deskline.runtime import memory_desk, open_desk
 
 __version__ = "0.1.0"
 
-__all__ = ["DesklineError", "Settings", "SupportDesk", "TurnResult", "__version__", "memory_desk", "open_desk"]
+__all__ = [
+    "ActionLedger",
+    "Agent",
+    "ApprovalRequired",
+    "Desk",
+    "DeskDefinitionError",
+    "DesklineError",
+    "EntityType",
+    "EscalationRule",
+    "Policies",
+    "RecordsContext",
+    "Reference",
+    "Settings",
+    "Skill",
+    "SkillCall",
+    "SkillError",
+    "SupportDesk",
+    "Texts",
+    "TurnResult",
+    "__version__",
+    "asks_for_person",
+    "email_entity",
+    "id_entity",
+    "load_desk",
+    "memory_desk",
+    "money_entity",
+    "open_desk",
+    "pattern_entity",
+    "validate",
+]

@@ -32,9 +32,17 @@ ModelsOpt = Annotated[
     str | None,
     typer.Option("--models", help="A litellm-style models file (default: $DESKLINE_MODELS; none: no model)."),
 ]
+DeskOpt = Annotated[
+    str | None,
+    typer.Option("--desk", help="The desk, as module:attribute (default: $DESKLINE_DESK, else the built-in desk)."),
+]
+RouterOpt = Annotated[
+    str | None,
+    typer.Option("--router", help="A router file from `deskline train` (default: $DESKLINE_ROUTER, else the desk's)."),
+]
 
 
-def _settings(models: str | None = None) -> Settings:
+def _settings(models: str | None = None, desk: str | None = None, router: str | None = None) -> Settings:
     from pathlib import Path
 
     from deskline.logs import configure
@@ -42,6 +50,10 @@ def _settings(models: str | None = None) -> Settings:
     settings = Settings.from_env()
     if models:
         settings = settings.with_(models_path=Path(models))
+    if desk:
+        settings = settings.with_(desk=desk)
+    if router:
+        settings = settings.with_(router_path=Path(router))
     configure(settings.log_format, settings.log_level)
     return settings
 
@@ -68,20 +80,22 @@ def ask(
         str | None, typer.Option("--message-id", help="Client message id: a resend answers once.")
     ] = None,
     models: ModelsOpt = None,
+    desk: DeskOpt = None,
+    router: RouterOpt = None,
 ) -> None:
     """Answer one customer message."""
-    settings = _settings(models)
+    settings = _settings(models, desk, router)
     try:
         from deskline.runtime import open_desk
 
-        desk = open_desk(settings)
-        result = asyncio.run(desk.handle(conversation, _read_text(text), client_message_id=message_id))
+        support = open_desk(settings)
+        result = asyncio.run(support.handle(conversation, _read_text(text), client_message_id=message_id))
     except DesklineError as exc:
         _fail(exc, as_json)
     if as_json:
         typer.echo(json.dumps(result.to_dict()))
         return
-    typer.echo(result.reply if result.reply is not None else "(a person is handling this conversation)")
+    typer.echo(result.reply if result.reply is not None else support.definition.texts.with_person)
     typer.secho(
         f"[{result.department} · {result.mode}{' · escalated' if result.escalated else ''}"
         f" · conversation {result.conversation_id}]",
@@ -91,20 +105,23 @@ def ask(
 
 
 @app.command()
-def chat(conversation: ConversationOpt = None, models: ModelsOpt = None) -> None:
-    """Chat with the demo support desk in the terminal (Ctrl-D or /quit to leave)."""
+def chat(conversation: ConversationOpt = None, models: ModelsOpt = None, desk: DeskOpt = None,
+         router: RouterOpt = None) -> None:
+    """Chat with a support desk in the terminal (Ctrl-D or /quit to leave)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.prompt import Prompt
 
     from deskline.runtime import open_desk
 
-    settings = _settings(models)
+    settings = _settings(models, desk, router)
     console = Console()
     try:
-        desk = open_desk(settings)
+        support = open_desk(settings)
     except DesklineError as exc:
         _fail(exc, False)
-    console.print("[bold]deskline[/] demo support desk — ask about logins, invoices or payments. /quit to leave.")
+    texts = support.definition.texts
+    console.print(f"[bold]{escape(support.definition.name)}[/] {escape(texts.chat_banner)} /quit to leave.")
     cid = conversation
 
     async def loop() -> None:
@@ -118,13 +135,13 @@ def chat(conversation: ConversationOpt = None, models: ModelsOpt = None) -> None
             if text.strip() in ("/quit", "/exit"):
                 return
             try:
-                result = await desk.handle(cid, text)
+                result = await support.handle(cid, text)
             except InputError as exc:
                 console.print(f"[red]{exc.message}[/]")
                 continue
             cid = result.conversation_id
             tag = f"{result.department} · {result.mode}" + (" · escalated" if result.escalated else "")
-            reply = result.reply if result.reply is not None else "(a person is handling this conversation)"
+            reply = result.reply if result.reply is not None else texts.with_person
             console.print(f"[green]desk[/] [dim]({tag})[/] {reply}")
 
     try:
@@ -140,18 +157,20 @@ def replay(
     conversation_id: Annotated[str, typer.Argument(help="The conversation to rebuild.")],
     as_json: JsonOpt = False,
     models: ModelsOpt = None,
+    desk: DeskOpt = None,
+    router: RouterOpt = None,
 ) -> None:
     """Rebuild a conversation from the log and decide every turn again, calling no model."""
     from deskline.hierarchy.replay import replay as run_replay
     from deskline.runtime import open_desk
 
-    settings = _settings(models)
+    settings = _settings(models, desk, router)
     try:
-        desk = open_desk(settings)
-        if not desk.store.load(conversation_id):
+        support = open_desk(settings)
+        if not support.store.load(conversation_id):
             raise UnknownConversation(f"no conversation {conversation_id!r} in the log",
                                       conversation_id=conversation_id)
-        turns = asyncio.run(run_replay(desk, conversation_id))
+        turns = asyncio.run(run_replay(support, conversation_id))
     except DesklineError as exc:
         _fail(exc, as_json)
     changed = [t.turn for t in turns if not t.same]
@@ -180,13 +199,14 @@ def explain(
     conversation_id: Annotated[str, typer.Argument(help="The conversation to explain.")],
     turn: Annotated[int | None, typer.Option("--turn", help="Only this turn.")] = None,
     as_json: JsonOpt = False,
+    desk: DeskOpt = None,
 ) -> None:
     """The decision path of each turn: stages, plan, handoffs, model calls, grounding, reply."""
     from deskline.hierarchy.explain import explain as run_explain
     from deskline.hierarchy.explain import render
     from deskline.runtime import open_desk
 
-    settings = _settings()
+    settings = _settings(desk=desk)
     try:
         records = open_desk(settings).store.load(conversation_id)
     except DesklineError as exc:
@@ -207,16 +227,18 @@ def explain(
 @app.command()
 def recover(
     older_than: Annotated[float, typer.Option(help="Only turns accepted at least this many seconds ago.")] = 0.0,
+    desk: DeskOpt = None,
+    router: RouterOpt = None,
 ) -> None:
     """Finish every accepted message that has no reply (after a crash)."""
     import time
 
     from deskline.runtime import open_desk
 
-    settings = _settings()
+    settings = _settings(desk=desk, router=router)
     try:
-        desk = open_desk(settings)
-        done = asyncio.run(desk.recover_all(accepted_before=time.time() - older_than))
+        support = open_desk(settings)
+        done = asyncio.run(support.recover_all(accepted_before=time.time() - older_than))
     except DesklineError as exc:
         _fail(exc, False)
     typer.echo(f"recovered {len(done)} turn(s)")
@@ -253,11 +275,12 @@ def _register_plugins() -> None:
     """Commands that live beside what they run (API, evals); their heavy imports stay inside them."""
     from importlib import import_module
 
-    for name in ("deskline.api.commands", "deskline.evals.commands"):
+    for name in ("deskline.api.commands", "deskline.evals.commands", "deskline.routing.commands",
+                 "deskline.scaffold.commands"):
         try:
             module = import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name != name:
+            if exc.name is None or not name.startswith(exc.name):  # an optional extra, not a bug inside
                 raise
             continue
         module.register(app)

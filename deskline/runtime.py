@@ -1,6 +1,8 @@
-"""Wiring: a ``SupportDesk`` with the default ports for a settings object.
+"""Wiring: a ``SupportDesk`` with the default ports for a settings object and a desk definition.
 
-The only place that picks implementations; everything else receives its ports.
+The only place that picks implementations; everything else receives its ports. The desk is
+``desk`` if given, else the one the settings name (``--desk`` / ``DESKLINE_DESK``), else the
+built-in desk.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from deskline.config import Settings
+from deskline.definition import Desk, load_desk
 from deskline.hierarchy.desk import SupportDesk
 
 if TYPE_CHECKING:
@@ -16,22 +19,28 @@ if TYPE_CHECKING:
     from deskline.routing.models import ModelGateway
 
 
-def open_desk(settings: Settings, observer: Observer | None = None) -> SupportDesk:
-    """The desk on the configured database, with the demo system of record seeded in it."""
-    from deskline.agents import default_registry
-    from deskline.agents.builtin.backend.sql import SqlBackend
+def desk_for(settings: Settings, desk: Desk | None = None) -> Desk:
+    """``desk`` (with the settings' router, if they name one), else the desk the settings name."""
+    if desk is not None:
+        from deskline.definition import validate
+
+        return validate(desk.with_router(settings.router_path))
+    return load_desk(settings.desk, router=settings.router_path)
+
+
+def open_desk(settings: Settings, observer: Observer | None = None, desk: Desk | None = None) -> SupportDesk:
+    """The desk on the configured database, its system of record opened on the same engine."""
     from deskline.eventlog.database import make_engine
     from deskline.eventlog.store import SqlEventStore
-    from deskline.routing.classifier import load_classifier
 
+    definition = desk_for(settings, desk)
     engine = make_engine(settings.database_url)
-    store = SqlEventStore(engine)
-    classifier = load_classifier(threshold=settings.abstain_threshold)
+    classifier = definition.classifier(settings.abstain_threshold)
     models, cache = model_layer(settings, classifier.threshold)
     return SupportDesk(
-        store=store,
-        backend=SqlBackend(engine),
-        registry=default_registry(),
+        store=SqlEventStore(engine),
+        desk=definition,
+        records=definition.system_of_record(engine, settings.database_url),
         classifier=classifier,
         settings=settings,
         models=models,
@@ -57,20 +66,19 @@ def model_layer(settings: Settings, threshold: float) -> tuple[ModelGateway | No
     return ModelRouter(config), cache
 
 
-def memory_desk(settings: Settings | None = None, observer: Observer | None = None) -> SupportDesk:
+def memory_desk(settings: Settings | None = None, observer: Observer | None = None,
+                desk: Desk | None = None) -> SupportDesk:
     """The desk entirely in process memory: for tests, benchmarks and the eval suite."""
-    from deskline.agents import default_registry
-    from deskline.agents.builtin.backend.memory import MemoryBackend
     from deskline.eventlog.store import MemoryEventStore
-    from deskline.routing.classifier import load_classifier
 
     settings = settings or Settings()
-    classifier = load_classifier(threshold=settings.abstain_threshold)
+    definition = desk_for(settings, desk)
+    classifier = definition.classifier(settings.abstain_threshold)
     models, cache = model_layer(settings, classifier.threshold)
     return SupportDesk(
         store=MemoryEventStore(),
-        backend=MemoryBackend(),
-        registry=default_registry(),
+        desk=definition,
+        records=definition.system_of_record(None, None),
         classifier=classifier,
         settings=settings,
         models=models,

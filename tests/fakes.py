@@ -6,7 +6,12 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
+import dataclasses
+from collections.abc import Iterable
+
+from deskline.agents.builtin import desk as BUILTIN
 from deskline.agents.registry import Registry, Skill, SkillCall
+from deskline.definition import Agent, Desk
 from deskline.handoffs.payload import AgentResult, Department
 
 
@@ -29,16 +34,30 @@ def skill(name: str, agent: str, requires: tuple[str, ...] = (), params: type[Ba
                  templates={"default": "done {echo}"})
 
 
+FAKE_SKILLS = (
+    skill("tech.status", "tech", intents=("service_outage",)),
+    skill("billing.summary", "billing"),
+    skill("billing.invoice", "billing", ("invoice_id",), InvoiceParams, ("invoice_question",)),
+    skill("payment.list", "payment", intents=("transfer_status",)),
+)
+
+
+def fake_desk() -> Desk:
+    """The built-in desk's agents, entities and texts with four trivial skills."""
+    return builtin_with(FAKE_SKILLS, tech="tech.status", billing="billing.summary", payment="payment.list")
+
+
 def fake_registry() -> Registry:
-    return Registry(
-        [
-            skill("tech.status", "tech", intents=("service_outage",)),
-            skill("billing.summary", "billing"),
-            skill("billing.invoice", "billing", ("invoice_id",), InvoiceParams, ("invoice_question",)),
-            skill("payment.list", "payment", intents=("transfer_status",)),
-        ],
-        defaults={"tech": "tech.status", "billing": "billing.summary", "payment": "payment.list"},
-    )
+    return fake_desk().registry
+
+
+def builtin_with(skills: Iterable[Skill], **defaults: str) -> Desk:
+    """The built-in desk with other skills (and agents' default skills), as a test needs it."""
+    agents = tuple(dataclasses.replace(a, default_skill=defaults.get(a.name, a.default_skill)) for a in BUILTIN.agents)
+    return dataclasses.replace(BUILTIN, skills=tuple(skills), agents=agents)
+
+
+__all__ = ["BUILTIN", "Agent", "FixedPrediction", "KeywordClassifier", "builtin_with", "fake_desk", "skill"]
 
 
 @dataclass(frozen=True)

@@ -8,19 +8,19 @@ import string
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import get_args
 
 import pytest
 
 import deskline.agents as agents
 import deskline.agents.builtin.backend as backend_pkg
-from deskline.agents import ApprovalRequired, default_registry
+from deskline.agents import ApprovalRequired
+from deskline.agents.builtin import desk as BUILTIN
 from deskline.agents.builtin.backend import DEMO_SEED, MemoryBackend, Payment, Seed
 from deskline.agents.registry import SkillCall
-from deskline.handoffs import AgentResult, Case, Constraints, EntityName, Handoff, HistoryItem
+from deskline.handoffs import AgentResult, Case, Constraints, Handoff, HistoryItem
 
 C1, C2, NOBODY = "C-1001", "C-1002", "C-9999"
-REGISTRY = default_registry()
+REGISTRY = BUILTIN.registry
 
 
 def call_for(
@@ -52,7 +52,7 @@ def call_for(
         constraints=constraints or Constraints(),
         idempotency_key=key,
     )
-    return SkillCall(handoff=handoff, params=target.params.model_validate(params), backend=backend)
+    return SkillCall(handoff=handoff, params=target.params.model_validate(params), records=backend)
 
 
 def run(skill: str, backend: MemoryBackend, **kwargs: object) -> AgentResult:
@@ -342,9 +342,9 @@ def test_templates_hold_no_numbers_of_their_own() -> None:
 # -- registry -----------------------------------------------------------------------------------
 
 
-def test_default_registry_is_built_once_with_three_agents() -> None:
-    """The registry is cached; each agent has at least three skills, one of them an action."""
-    assert default_registry() is REGISTRY
+def test_builtin_registry_is_built_once_with_three_agents() -> None:
+    """The built-in desk's registry is cached; each agent has at least three skills, one an action."""
+    assert BUILTIN.registry is REGISTRY
     for agent in ("tech", "billing", "payment"):
         skills = REGISTRY.for_agent(agent)
         assert len(skills) >= 3 and any(s.action for s in skills)
@@ -353,7 +353,7 @@ def test_default_registry_is_built_once_with_three_agents() -> None:
 
 def test_params_are_entity_names_and_requires_are_params() -> None:
     """Every skill parameter is an entity name, and every required entity is a parameter."""
-    entity_names = set(get_args(EntityName))
+    entity_names = {e.name for e in BUILTIN.entities}
     for skill in REGISTRY.skills.values():
         fields = set(skill.params.model_fields)
         assert fields <= entity_names, skill.name

@@ -11,16 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from deskline.handoffs.payload import DEPARTMENTS
+from deskline.agents.builtin.desk import ROUTER
+
+from deskline.agents.builtin.router.build import DEPARTMENTS
 from deskline.routing import Classifier, Prediction, load_classifier, normalise
-from deskline.routing.classifier import DEFAULT_MODEL_PATH
 
 DATA = Path(__file__).resolve().parents[1] / "deskline" / "agents" / "builtin" / "router" / "data"
 
 
 @pytest.fixture(scope="module")
 def classifier() -> Classifier:
-    return load_classifier()
+    return load_classifier(ROUTER)
 
 
 @pytest.mark.parametrize(
@@ -78,13 +79,13 @@ def test_ambiguous_text_abstains(classifier: Classifier) -> None:
 
 def test_threshold_override_controls_abstention(classifier: Classifier) -> None:
     """A threshold above every probability abstains; zero never does; the model is shared."""
-    strict = load_classifier(threshold=1.01)
+    strict = load_classifier(ROUTER, threshold=1.01)
     lax = classifier.with_threshold(0.0)
     text = "the app keeps crashing"
     assert strict.predict(text).abstain
     assert not lax.predict(text).abstain
     assert strict.predict(text).confidence == lax.predict(text).confidence
-    assert load_classifier() is classifier
+    assert load_classifier(ROUTER) is classifier
 
 
 @pytest.mark.parametrize(
@@ -143,7 +144,8 @@ def test_runtime_imports_neither_sklearn_nor_scipy() -> None:
     code = (
         "import sys\n"
         "from deskline.routing.classifier import load_classifier\n"
-        "load_classifier().predict('my card was stolen')\n"
+        "from deskline.agents.builtin.desk import ROUTER\n"
+        "load_classifier(ROUTER).predict('my card was stolen')\n"
         "bad = sorted(m for m in ('sklearn', 'scipy') if m in sys.modules)\n"
         "assert not bad, bad\n"
     )
@@ -154,11 +156,11 @@ def test_shipped_artifact_is_small_and_loads_fast() -> None:
     """The artifact stays under 6 MB and parses in well under 100 ms."""
     from deskline.routing.classifier import build_model, read_artifact
 
-    assert DEFAULT_MODEL_PATH.stat().st_size < 6_000_000
+    assert ROUTER.stat().st_size < 6_000_000
     import numpy  # noqa: F401  (its import cost is not the artifact's)
 
     started = time.perf_counter()
-    build_model(*read_artifact(DEFAULT_MODEL_PATH))
+    build_model(*read_artifact(ROUTER))
     assert time.perf_counter() - started < 0.5  # ~20 ms here; lenient for loaded CI machines
 
 
@@ -176,9 +178,10 @@ def test_holdout_split_is_disjoint_from_training() -> None:
 
 def test_retraining_reproduces_shipped_artifact(classifier: Classifier) -> None:
     """Rebuilding from the shipped CSVs (scikit-learn) reproduces the shipped predictions."""
+    from deskline.agents.builtin.router import build as builtin
     from deskline.routing import train
 
-    artifact = train.build(train.DATA_DIR)
+    artifact = builtin.build(builtin.DATA_DIR)
     rebuilt = train.classifier_of(artifact)
     parity = artifact["header"]["metadata"]["parity"]
     assert parity["exported_department_agreement"] >= 0.999

@@ -6,9 +6,11 @@ import asyncio
 
 import pytest
 
-from deskline.agents import default_registry
+from deskline.agents.builtin.desk import ROUTER
+
 from deskline.agents.builtin.backend.memory import MemoryBackend
-from deskline.agents.registry import Registry, Skill, SkillCall
+from deskline.agents.registry import Skill, SkillCall
+from deskline.definition import Desk
 from deskline.config import Settings
 from deskline.errors import EmptyMessage, InvalidEncoding, MessageTooLong
 from deskline.eventlog.events import CustomerMessaged, EscalationRequested
@@ -16,14 +18,14 @@ from deskline.eventlog.store import MemoryEventStore
 from deskline.handoffs.payload import AgentResult
 from deskline.hierarchy.desk import SupportDesk
 from deskline.routing.classifier import load_classifier
-from tests.fakes import KeywordClassifier, NoParams
+from tests.fakes import BUILTIN, KeywordClassifier, NoParams, builtin_with
 
 
-def make_desk(classifier: object | None = None, registry: Registry | None = None,
+def make_desk(classifier: object | None = None, definition: Desk | None = None,
               settings: Settings | None = None) -> tuple[SupportDesk, MemoryEventStore, MemoryBackend]:
     store, backend = MemoryEventStore(), MemoryBackend()
-    desk = SupportDesk(store=store, backend=backend, registry=registry or default_registry(),
-                       classifier=classifier or load_classifier(), settings=settings)
+    desk = SupportDesk(store=store, desk=definition or BUILTIN, records=backend,
+                       classifier=classifier or load_classifier(ROUTER), settings=settings)
     return desk, store, backend
 
 
@@ -139,11 +141,12 @@ def test_a_reply_with_invented_facts_is_caught_and_escalated() -> None:
     """A template that states an amount no result holds fails grounding: fallback text, escalated."""
     liar = Skill(name="billing.liar", agent="billing", description="invents", params=NoParams, run=_invent,
                  intents=frozenset({"invoice_question"}), templates={"default": "Invoice {invoice_id} was refunded $999.00."})
-    reg = default_registry()
-    registry = Registry([*[s for s in reg.skills.values() if s.agent != "billing"], liar,
-                         *[s for s in reg.skills.values() if s.agent == "billing" and s.name != reg.defaults["billing"]]],
-                        {**reg.defaults, "billing": "billing.liar"})
-    desk, store, _ = make_desk(classifier=KeywordClassifier(), registry=registry)
+    reg = BUILTIN.registry
+    definition = builtin_with([*[s for s in reg.skills.values() if s.agent != "billing"], liar,
+                               *[s for s in reg.skills.values()
+                                 if s.agent == "billing" and s.name != reg.defaults["billing"]]],
+                              billing="billing.liar")
+    desk, store, _ = make_desk(classifier=KeywordClassifier(), definition=definition)
     r = run(desk.handle("c1", "about my invoice"))
     assert r.escalated and "$999.00" not in (r.reply or "")
     reply = store.load("c1")[-1].event
@@ -179,15 +182,12 @@ async def _broken(call: SkillCall) -> AgentResult:
 
 def test_a_turn_that_raises_ends_with_a_person_and_the_conversation_goes_on() -> None:
     """A skill or template bug escalates that turn with the holding reply; later messages are still taken."""
-    from deskline.hierarchy.writer import FALLBACK
-
     broken = Skill(name="billing.broken", agent="billing", description="buggy", params=NoParams, run=_broken,
                    intents=frozenset({"invoice_question"}), templates={"default": "Invoice {invoice_id} is {status}."})
-    reg = default_registry()
-    registry = Registry([broken, *reg.skills.values()], reg.defaults)
-    desk, store, _ = make_desk(classifier=KeywordClassifier(), registry=registry)
+    definition = builtin_with([broken, *BUILTIN.skills])
+    desk, store, _ = make_desk(classifier=KeywordClassifier(), definition=definition)
     first = run(desk.handle("c1", "about my invoice"))
-    assert first.reply == FALLBACK and first.escalated
+    assert first.reply == BUILTIN.texts.holding and first.escalated
     assert store.unfinished() == []
     assert run(desk.handle("c1", "hello?")).reply is None  # a person owns it now; the message was taken
     assert kinds(store, "c1").count("customer_messaged") == 2

@@ -102,9 +102,9 @@ def test_jsonl_conversations_run_in_turn_order(queries: Path) -> None:
 @pytest.mark.parametrize(
     ("row", "message"),
     [
-        ({"text": "hi", "department": "sales"}, "row 1: department 'sales' is not one of"),
+        ({"text": "hi", "department": "Sales Team!"}, "row 1: department 'sales team!' is not a department name"),
         ({"text": "  "}, "row 1: 'text' is missing or empty"),
-        ({"text": "hi", "entities": "iban"}, "row 1: unknown entity 'iban'"),
+        ({"text": "hi", "entities": "IBAN-no"}, "row 1: entity 'IBAN-no' is not an entity name"),
         ({"text": "hi", "escalate": "maybe"}, "row 1: 'maybe' is not a yes/no value"),
     ],
 )
@@ -120,9 +120,24 @@ def test_rows_from_the_training_data_are_flagged(tmp_path: Path) -> None:
     with train.open(encoding="utf-8", newline="") as handle:
         seen = next(csv.DictReader(handle))["text"]
     path = write_jsonl(tmp_path / "t.jsonl", [{"text": seen.upper()}, {"text": "zebra invoices on mars"}])
-    assert training_digests()
-    assert load_dataset(path).cases[0].metadata["trained_on"] == [True]  # type: ignore[index]
-    assert load_dataset(path).cases[1].metadata["trained_on"] == [False]  # type: ignore[index]
+    from deskline.agents.builtin import desk as builtin
+
+    assert training_digests(tuple(builtin.training_data))
+    assert load_dataset(path, training=builtin.training_data).cases[0].metadata["trained_on"] == [True]  # type: ignore[index]
+    assert load_dataset(path, training=builtin.training_data).cases[1].metadata["trained_on"] == [False]  # type: ignore[index]
+    assert load_dataset(path).cases[0].metadata["trained_on"] == [False]  # type: ignore[index]
+
+
+def test_a_dataset_of_another_desk_is_refused_by_name(tmp_path: Path) -> None:
+    """Departments and entities the desk does not have are listed in one DatasetError."""
+    from deskline.agents.builtin import desk as builtin
+    from deskline.evals.dataset import check_against
+
+    path = write_jsonl(tmp_path / "shop.jsonl", [{"text": "where is my parcel", "department": "shipping",
+                                                  "entities": "order_id"}, {"text": "hi", "department": "billing"}])
+    with pytest.raises(DatasetError, match="shipping.*order_id"):
+        check_against(load_dataset(path), builtin.all_departments, [e.name for e in builtin.entities])
+    check_against(load_dataset(path), ["shipping", "billing", "human", "other"], ["order_id"])
 
 
 def test_every_stage_is_scored_on_hand_checked_cases(queries: Path) -> None:

@@ -252,18 +252,15 @@ def test_plans_are_shared_through_redis_with_a_ttl(tmp_path: Path, server: FakeO
 
 def test_failed_verification_asks_the_model_what_next_within_bounds(tmp_path: Path, server: FakeOpenAI) -> None:
     """An ungrounded reply makes one verifier call (bounded rounds), then the turn escalates."""
-    from deskline.agents import default_registry
-    from deskline.agents.registry import Registry, Skill
+    from deskline.agents.registry import Skill
     from deskline.hierarchy.desk import SupportDesk
-    from tests.fakes import NoParams
+    from tests.fakes import BUILTIN, NoParams, builtin_with
     from tests.test_desk import _invent
 
-    reg = default_registry()
     liar = Skill(name="billing.liar", agent="billing", description="invents", params=NoParams, run=_invent,
                  intents=frozenset({"transaction_charged_twice"}), templates={"default": "Refunded $999.00."})
-    registry = Registry([liar, *reg.skills.values()], reg.defaults)
     base = desk_for(models_file(tmp_path, server, writer=None), abstain_threshold=None, max_llm_calls=3)
-    desk = SupportDesk(store=base.store, backend=base.operator.backend, registry=registry,
+    desk = SupportDesk(store=base.store, desk=builtin_with([liar, *BUILTIN.skills]), records=base.records,
                        classifier=base.tactician.classifier, settings=base.settings, models=base.models)
     server.script(Reply.tool_call("re_execute", {}), Reply.tool_call("re_execute", {}))
     r = asyncio.run(desk.handle("c1", "I was charged twice for invoice INV-1001"))

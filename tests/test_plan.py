@@ -7,15 +7,16 @@ import pytest
 from deskline.config import Settings
 from deskline.errors import PlanError
 from deskline.eventlog.projections import ConversationState, PendingPlan
-from deskline.handoffs.entities import extract
 from deskline.handoffs.plan import Plan, PlanStep
 from deskline.hierarchy.plan import order, validate
 from deskline.hierarchy.strategy import decide
 from deskline.hierarchy.tactical import Tactician
 from deskline.routing.cache import RouteCache
-from tests.fakes import KeywordClassifier, fake_registry
+from tests.fakes import KeywordClassifier, fake_desk
 
-REG = fake_registry()
+DESK = fake_desk()
+REG = DESK.registry
+extract = DESK.extractor
 
 
 def plan(mode: str, *steps: PlanStep) -> Plan:
@@ -51,13 +52,13 @@ def test_invalid_plans_are_rejected(bad: Plan, message: str) -> None:
 
 
 def tactician() -> Tactician:
-    return Tactician(REG, KeywordClassifier(), RouteCache())
+    return Tactician(DESK, KeywordClassifier(), RouteCache())
 
 
 def plan_for(text: str, state: ConversationState | None = None) -> Plan:
     state = state or ConversationState("c")
     entities = extract(text)
-    return asyncio.run(tactician().plan(state, text, entities, decide(state, text, entities, Settings())))[0]
+    return asyncio.run(tactician().plan(state, text, entities, decide(state, text, entities, Settings(), DESK)))[0]
 
 
 def test_confident_classifier_makes_a_single_plan() -> None:
@@ -80,7 +81,7 @@ def test_route_cache_answers_the_second_time() -> None:
     """The same normalised text is routed from the cache without the classifier."""
     t = tactician()
     state = ConversationState("c")
-    strategy = decide(state, "", extract(""), Settings())
+    strategy = decide(state, "", extract(""), Settings(), DESK)
     first, _ = asyncio.run(t.plan(state, "Is the service DOWN?", extract(""), strategy))
     calls = t.classifier.calls  # type: ignore[attr-defined]
     second, _ = asyncio.run(t.plan(state, "is the service down", extract(""), strategy))

@@ -26,15 +26,12 @@ CHILD = textwrap.dedent(
     """
     import asyncio, os, sys, time
     from dataclasses import replace
-    from deskline.agents import default_registry
-    from deskline.agents.registry import Registry
+    from deskline.agents.builtin import desk as builtin
     from deskline.config import Settings
     from deskline.runtime import open_desk
 
     url, signal_file = sys.argv[1], sys.argv[2]
-    desk = open_desk(Settings(database_url=url, turn_lease_s=1.0))
-    real = default_registry()
-    skill = real["billing.review_duplicate_charge"]
+    skill = builtin.registry["billing.review_duplicate_charge"]
 
     async def refund_then_hang(call):
         result = await skill.run(call)          # the refund is done and in the backend's ledger
@@ -43,10 +40,8 @@ CHILD = textwrap.dedent(
         return result
 
     hanging = replace(skill, run=refund_then_hang)
-    registry = Registry([hanging if s.name == skill.name else s for s in real.skills.values()], real.defaults)
-    desk.operator.registry = registry
-    desk.registry = registry
-    desk.tactician.registry = registry
+    definition = replace(builtin, skills=tuple(hanging if s.name == skill.name else s for s in builtin.skills))
+    desk = open_desk(Settings(database_url=url, turn_lease_s=1.0), desk=definition)
     asyncio.run(desk.handle("crash-1", "I was charged twice for invoice INV-1001", client_message_id="m-1"))
     """
 )

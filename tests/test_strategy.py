@@ -4,14 +4,16 @@ from decimal import Decimal
 
 from deskline.config import Settings
 from deskline.eventlog.projections import ConversationState
-from deskline.handoffs.entities import extract
+from deskline.agents.builtin import desk as BUILTIN
 from deskline.hierarchy.strategy import decide, sentiment
+
+extract = BUILTIN.extractor
 
 SETTINGS = Settings()
 
 
 def strategy_for(text: str, state: ConversationState | None = None, settings: Settings = SETTINGS):
-    return decide(state or ConversationState("c"), text, extract(text), settings)
+    return decide(state or ConversationState("c"), text, extract(text), settings, BUILTIN)
 
 
 def test_ordinary_question_is_answered_by_the_bot() -> None:

@@ -1,29 +1,29 @@
 """Agent skills and the registry the triage plans against.
 
 A skill is a typed, async function over a handoff. It declares the entities it needs (its
-preconditions), the classifier intents it answers, whether it takes an action, and the writer
-templates for its results, so everything about a skill sits in one place.
+preconditions), the classifier intents it answers, whether it takes an action, the facts its
+results carry and the writer templates for them, so everything about a skill sits in one place.
+A skill reads and changes the desk's *system of record*: any object the desk definition
+provides, handed to the skill as ``call.records``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, StringConstraints
 
 from deskline.handoffs import AgentName, AgentResult, EntityName, Handoff, Money, ResultStatus
 
-if TYPE_CHECKING:
-    from deskline.agents.builtin.backend.port import Backend
-    from deskline.agents.builtin.backend.records import ActionName, Facts, LedgerEntry
+Facts = Mapping[str, str]
 
 
 P = TypeVar("P", bound=BaseModel)
 
 Reference = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True, min_length=1)]
-"""The type of an id parameter (``invoice_id``...): ``" inv-1001"`` arrives as ``"INV-1001"``."""
+"""The type of an id parameter (``order_id``...): ``" ord-1001"`` arrives as ``"ORD-1001"``."""
 
 
 class ApprovalRequired(Exception):
@@ -40,13 +40,29 @@ class ApprovalRequired(Exception):
         self.reason = reason
 
 
+@runtime_checkable
+class ActionLedger(Protocol):
+    """A system of record that remembers the actions it took by idempotency key.
+
+    Implement it and ``SkillCall.act`` can tell a retried step that it already acted (and must
+    not be gated or decided again); ``recorded(key)`` returns an object with an ``action``
+    attribute, or None."""
+
+    def recorded(self, key: str) -> Any: ...
+
+
 @dataclass(slots=True)
 class SkillCall:
-    """Everything a skill may use: its handoff, its typed parameters and the backend."""
+    """Everything a skill may use: its handoff, its typed parameters and the system of record."""
 
     handoff: Handoff
     params: BaseModel
-    backend: Backend
+    records: Any
+
+    @property
+    def backend(self) -> Any:
+        """The system of record (the built-in desk's skills call it their backend)."""
+        return self.records
 
     @property
     def customer_id(self) -> str:
@@ -65,14 +81,17 @@ class SkillCall:
         """The idempotency key of this step: (conversation, turn, step), from the handoff."""
         return self.handoff.idempotency_key
 
-    def recorded(self, action: ActionName) -> LedgerEntry | None:
-        """``action`` as this step already took it (in a retried or resumed turn), if it did.
+    def recorded(self, action: str) -> Any:
+        """``action`` as this step already took it (in a retried or resumed turn), if it did and
+        the system of record is an ``ActionLedger``.
 
         A skill checks it before concluding "nothing to do" from a record's state, because the
         state may show this very step's own earlier change.
         """
-        entry = self.backend.recorded(self.key)
-        return entry if entry is not None and entry.action == action else None
+        if not isinstance(self.records, ActionLedger):
+            return None
+        entry = self.records.recorded(self.key)
+        return entry if entry is not None and getattr(entry, "action", None) == action else None
 
     def result(
         self,
@@ -98,13 +117,13 @@ class SkillCall:
             action_key=action_key,
         )
 
-    def act(self, action: ActionName, amount: Money | None, do: Callable[[str], Facts]) -> Facts:
+    def act(self, action: str, amount: Money | None, do: Callable[[str], Facts]) -> Facts:
         """Run an action once per idempotency key, behind the approval gate.
 
-        ``do(key)`` is a backend action bound to its target (``lambda key:
-        backend.refund_charge(key, customer, charge)``): the backend applies the change and
-        records it under the key in one transaction, and returns the recorded facts for a key
-        it has seen. An action this step already took is not gated again: it was allowed then.
+        ``do(key)`` is an action of the system of record bound to its target (``lambda key:
+        call.records.cancel_order(key, customer, order)``): it applies the change and records
+        it under the key in one transaction, and returns the recorded facts for a key it has
+        seen. An action this step already took is not gated again: it was allowed then.
         """
         if self.recorded(action) is None:
             limits = self.handoff.constraints
@@ -125,6 +144,17 @@ SkillFn = Callable[[SkillCall], Awaitable[AgentResult]]
 
 @dataclass(frozen=True, slots=True)
 class Skill:
+    """One thing an agent can do.
+
+    ``name`` is ``agent.verb`` by convention; ``params`` is a pydantic model whose fields are
+    filled from the case's entities (by entity name), ``customer_id`` and upstream results'
+    facts; ``requires`` are the entities without which the desk asks instead of running;
+    ``intents`` are router intents this skill answers and ``keywords`` pick it within its agent
+    when no intent does; ``action`` marks a change to the system of record (exactly once,
+    behind the approval gate); ``facts`` names every fact its results may carry, and each of
+    ``templates`` (template name -> text with ``{fact}`` fields) may use only those.
+    """
+
     name: str
     agent: AgentName
     description: str
@@ -135,6 +165,7 @@ class Skill:
     keywords: tuple[str, ...] = ()
     action: bool = False
     templates: Mapping[str, str] = field(default_factory=dict)
+    facts: tuple[str, ...] = ()
 
     def tool_schema(self) -> dict[str, Any]:
         """The skill as a tool for a model planner: name, description, JSON schema."""
@@ -168,6 +199,18 @@ class Registry:
 
     def __contains__(self, name: object) -> bool:
         return name in self.skills
+
+    @property
+    def agents(self) -> tuple[AgentName, ...]:
+        """Every agent with a skill, in the order their skills were given."""
+        return tuple(dict.fromkeys(s.agent for s in self.skills.values()))
+
+    def lookup_for(self, entity: str, agent: AgentName | None = None) -> Skill | None:
+        """The skill for a message that names ``entity`` and little else: the first (of
+        ``agent``, if given) that takes it as a parameter, preferring one that only reads."""
+        takers = [s for s in self.skills.values()
+                  if entity in s.params.model_fields and (agent is None or s.agent == agent)]
+        return next((s for s in takers if not s.action), takers[0] if takers else None)
 
     def agents_taking(self, entity: str) -> set[AgentName]:
         """The agents with a skill that takes ``entity`` as a parameter: who owns that kind of id."""

@@ -34,6 +34,7 @@ from deskline.api.settings import WebSettings
 from deskline.api.streams import Notifier
 from deskline.api.sweeper import sweeping
 from deskline.config import Settings
+from deskline.definition import Desk
 from deskline.eventlog.database import make_engine
 from deskline.eventlog.queue import HumanQueue
 from deskline.eventlog.store import SqlEventStore
@@ -66,13 +67,14 @@ def _lifespan(bus: Any, desk: SupportDesk, sweep_interval_s: float) -> Callable[
 
 def create_app(
     settings: Settings,
-    desk: SupportDesk | None = None,
+    desk: SupportDesk | Desk | None = None,
     *,
     web: WebSettings | None = None,
     engine: Engine | None = None,
     clock: Callable[[], float] = time.time,
 ) -> FastAPI:
-    """The web app over ``desk`` (default: the desk on ``settings.database_url``).
+    """The web app over ``desk``: a running ``SupportDesk``, or a ``Desk`` definition opened on
+    ``settings.database_url`` (default: the desk the settings name, else the built-in one).
 
     Tokens and agent keys go in ``engine``'s database: by default the desk's own; an in-memory
     desk gets an in-memory SQLite. ``clock`` is what the queue measures waiting times against.
@@ -81,8 +83,8 @@ def create_app(
 
     web = web or WebSettings.from_env()
     metrics = DeskMetrics()
-    if desk is None:
-        desk = open_desk(settings, observer=metrics)
+    if desk is None or isinstance(desk, Desk):
+        desk = open_desk(settings, observer=metrics, desk=desk)
     elif isinstance(desk.observer, NullObserver):
         desk.observer = metrics
     if engine is None:

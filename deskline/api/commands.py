@@ -45,6 +45,9 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port [env DESKLINE_PORT; 8000].")] = None,
     workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes sharing the database.")] = 1,
     models: Annotated[str | None, typer.Option(help="A litellm-style models file [env DESKLINE_MODELS].")] = None,
+    desk: Annotated[str | None, typer.Option("--desk", help="The desk, as module:attribute [env DESKLINE_DESK; "
+                                                            "the built-in desk].")] = None,
+    router: Annotated[str | None, typer.Option("--router", help="A router file [env DESKLINE_ROUTER].")] = None,
 ) -> None:
     """Serve the chat page (/), the human console (/console) and the API (/docs) with uvicorn."""
     import asyncio
@@ -56,16 +59,21 @@ def serve(
     from deskline.errors import DesklineError
     from deskline.runtime import open_desk
 
-    if models:
-        os.environ["DESKLINE_MODELS"] = models  # the workers build their desks from the environment
+    # The workers build their desks from the environment.
+    for name, value in (("DESKLINE_MODELS", models), ("DESKLINE_DESK", desk), ("DESKLINE_ROUTER", router)):
+        if value:
+            os.environ[name] = value
+    if desk and os.getcwd() not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+        # As with uvicorn: a desk module in the current directory imports in the workers too.
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))
     try:
         settings, web = _settings(), WebSettings.from_env()
         # Create the tables and seed the demo data once, here, before workers race to; and fail
         # with a sentence (not a worker's traceback) when the database cannot be reached.
-        desk = open_desk(settings)
+        support = open_desk(settings)
         _auth()
         # Messages accepted before a crash and never answered are answered now, exactly once.
-        recovered = asyncio.run(desk.recover_all(wait=False))  # turns a live process holds stay its own
+        recovered = asyncio.run(support.recover_all(wait=False))  # turns a live process holds stay its own
     except DesklineError as exc:
         _fail(exc.message)
     if recovered:

@@ -63,7 +63,8 @@ def open_conversation(svc: ServicesDep) -> ConversationCreated:
     """Open a conversation and get the token that lets this customer, and only them, use it."""
     cid = new_conversation_id()
     token = svc.auth.issue_token(cid)
-    svc.desk.store.append(cid, 0, 1, [ConversationOpened(customer_id=svc.settings.default_customer, channel="web")])
+    svc.desk.store.append(cid, 0, 1, [ConversationOpened(customer_id=svc.desk.settings.default_customer or "",
+                                                          channel="web")])
     log.info("api.conversation_opened", conversation_id=cid)
     return ConversationCreated(id=cid, token=token)
 

@@ -30,6 +30,10 @@ ThresholdOpt = Annotated[float | None,
 JsonOpt = Annotated[bool, Option("--json", help="Print one JSON object.")]
 DatabaseOpt = Annotated[str | None,
                         Option("--database", help="Event log URL (default: the configured one).")]
+DeskOpt = Annotated[str | None, Option("--desk", help="The desk, as module:attribute (default: $DESKLINE_DESK, "
+                                                      "else the built-in desk).")]
+RouterOpt = Annotated[Path | None, Option("--router", help="A router file from `deskline train` "
+                                                           "(default: $DESKLINE_ROUTER, else the desk's).")]
 
 
 def register(app: typer.Typer) -> None:
@@ -63,6 +67,8 @@ def eval_command(
         "--baseline", help="Exit 1 below this baseline's macro-F1 or human recall.")] = None,
     update_baseline: Annotated[bool, Option(
         "--update-baseline", help="Write the --baseline file from this run instead.")] = False,
+    desk: DeskOpt = None,
+    router: RouterOpt = None,
 ) -> None:
     """Run recorded queries through a fresh desk and score routing, escalation, cost and speed."""
     from deskline.errors import DesklineError
@@ -73,7 +79,7 @@ def eval_command(
         import pydantic_evals  # noqa: F401 - the suite's framework; an optional extra of deskline
     except ImportError:
         _fail_text("the eval suite needs pydantic-evals: pip install 'deskline[evals]'", as_json)
-    settings = _settings(models, abstain_threshold)
+    settings = _settings(models, abstain_threshold, desk, router)
     try:
         saved = [_saved(c) for c in compare or ()]
         if compare and len(compare) == 2 and not dataset:
@@ -83,7 +89,7 @@ def eval_command(
             return
         if not dataset:
             _fail_text("give --dataset FILE (or two saved results to --compare)", as_json)
-        data = _load(dataset, limit)
+        data = _load(dataset, limit, settings)
         if mode == "loop":
             _loop(data, settings, profile, as_json)
             return
@@ -110,7 +116,8 @@ def eval_command(
         _baseline(summary, baseline, dataset, update_baseline)
 
 
-def _settings(models: Path | None, threshold: float | None) -> Settings:
+def _settings(models: Path | None, threshold: float | None, desk: str | None = None,
+              router: Path | None = None) -> Settings:
     import os
 
     from deskline.config import Settings
@@ -125,13 +132,22 @@ def _settings(models: Path | None, threshold: float | None) -> Settings:
         changes["models_path"] = models
     if threshold is not None:
         changes["abstain_threshold"] = threshold
+    if desk is not None:
+        changes["desk"] = desk
+    if router is not None:
+        changes["router_path"] = router
     return settings.with_(**changes) if changes else settings
 
 
-def _load(paths: list[Path], limit: int | None) -> EvalDataset:
-    from deskline.evals.dataset import limit_cases, load_datasets, resolve_data
+def _load(paths: list[Path], limit: int | None, settings: Settings) -> EvalDataset:
+    """The datasets, checked against the desk's departments and entities."""
+    from deskline.evals.dataset import check_against, limit_cases, load_datasets, resolve_data
+    from deskline.runtime import desk_for
 
-    return limit_cases(load_datasets([resolve_data(p) for p in paths]), limit)
+    desk = desk_for(settings)
+    data = load_datasets([resolve_data(p) for p in paths], training=desk.training_data)
+    check_against(data, desk.all_departments, [e.name for e in desk.entities])
+    return limit_cases(data, limit)
 
 
 def _run(data: EvalDataset, settings: Settings, engine: str, concurrency: int) -> EvalRun:
@@ -245,12 +261,13 @@ def _baseline(summary: dict[str, Any], path: Path, datasets: list[Path], update:
 def export_queries_command(
     out: Annotated[Path | None, Option("--out", help="JSONL file (default: stdout).")] = None,
     database: DatabaseOpt = None,
+    desk: DeskOpt = None,
 ) -> None:
     """Write every recorded customer turn as a labelled query (JSONL) for ``deskline eval``."""
     from deskline.errors import DesklineError
     from deskline.evals.dataset import export_queries
 
-    settings = _settings(None, None)
+    settings = _settings(None, None, desk)
     count = 0
     try:
         store = _log_store(database or settings.database_url)
@@ -269,6 +286,8 @@ def replay_command(
     database: DatabaseOpt = None,
     limit: Annotated[int | None, Option("--limit", min=1, help="The first N conversations.")] = None,
     as_json: JsonOpt = False,
+    desk: DeskOpt = None,
+    router: RouterOpt = None,
 ) -> None:
     """Replay the logged conversations under a new configuration; list turns that would change."""
     import asyncio
@@ -278,7 +297,7 @@ def replay_command(
     from deskline.hierarchy.replay import replay
     from deskline.runtime import memory_desk
 
-    settings = _settings(models, abstain_threshold)
+    settings = _settings(models, abstain_threshold, desk, router)
     changed: list[dict[str, Any]] = []
     turns = 0
     try:

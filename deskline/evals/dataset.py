@@ -7,7 +7,7 @@ case of its own. The shared data files (``text,source_intent,department,ambiguou
 they are: ``source_intent`` and ``ambiguous`` travel as metadata.
 
 * ``escalate`` defaults to ``department == "human"`` (a person's department is an escalation).
-* ``entities`` names what a handoff must carry: ``invoice_id`` or ``invoice_id=INV-1001``;
+* ``entities`` names what a handoff must carry: ``order_id`` or ``order_id=ORD-1001``;
   separated by ``;``, ``,``, ``|`` or spaces in CSV, a list or an object in JSONL.
 * ``facts`` are strings the reply must contain, separated by ``|`` in CSV, a list in JSONL.
 
@@ -42,17 +42,15 @@ from deskline.eventlog.events import (
     TurnHeld,
 )
 from deskline.eventlog.store import EventStore
-from deskline.handoffs.payload import DEPARTMENTS, Department, Entities, EntityName, Mode
+from deskline.handoffs.entities import is_name
+from deskline.handoffs.payload import HUMAN, Department, Entities, Mode, parse_money
 from deskline.routing.classifier import normalise
 
-ENTITY_NAMES: frozenset[str] = frozenset(get_args(EntityName))
 MODES: frozenset[str] = frozenset(get_args(Mode))
 FACT_KEYS = ("facts", "reply_facts", "expected_facts", "reply_contains")
 KNOWN_KEYS = frozenset({"text", "department", "intent", "escalate", "mode", "entities",
                         "conversation_id", "turn", "source_intent", "ambiguous", *FACT_KEYS})
 LABEL_MAP = "label_map"  # metadata key of a row read from a label map, not a recorded query
-ENTITY_FIELDS = {"invoice_id": "invoice_ids", "payment_id": "payment_ids", "charge_id": "charge_ids",
-                 "amount": "amounts", "email": "emails", "card_last4": "card_last4"}
 _SEPARATORS = re.compile(r"[;|\s]+|,(?!\d)")
 _TRUE = frozenset({"1", "true", "yes", "y", "t"})
 _FALSE = frozenset({"0", "false", "no", "n", "f"})
@@ -100,18 +98,19 @@ class Query:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def load_dataset(path: Path, name: str | None = None) -> EvalDataset:
-    """The queries of a CSV or JSONL file as a pydantic-evals dataset."""
-    return to_dataset(read_queries(path), name or path.stem, source=str(path))
+def load_dataset(path: Path, name: str | None = None, training: Sequence[Path] = ()) -> EvalDataset:
+    """The queries of a CSV or JSONL file as a pydantic-evals dataset (rows whose text is in
+    one of the ``training`` files are flagged ``trained_on``)."""
+    return to_dataset(read_queries(path), name or path.stem, source=str(path), training=training)
 
 
-def load_datasets(paths: Sequence[Path], name: str | None = None) -> EvalDataset:
+def load_datasets(paths: Sequence[Path], name: str | None = None, training: Sequence[Path] = ()) -> EvalDataset:
     """Several query files as one dataset; case names are prefixed with their file's stem."""
     if len(paths) == 1:
-        return load_dataset(paths[0], name)
+        return load_dataset(paths[0], name, training)
     cases: list[EvalCase] = []
     for path in paths:
-        for case in load_dataset(path).cases:
+        for case in load_dataset(path, training=training).cases:
             case.name = f"{path.stem}/{case.name}"
             cases.append(case)
     return Dataset(name=name or "+".join(p.stem for p in paths), cases=cases)
@@ -208,15 +207,15 @@ def parse_row(row: dict[str, Any], row_no: int, path: Path | str = "<rows>") -> 
     department = _blank(row.get("department"))
     if department is not None:
         department = str(department).strip().lower()
-        if department not in DEPARTMENTS:
-            raise fail(f"department {department!r} is not one of {', '.join(DEPARTMENTS)}")
+        if not is_name(department):
+            raise fail(f"department {department!r} is not a department name (a lowercase identifier)")
     mode = _blank(row.get("mode"))
     if mode is not None and str(mode) not in MODES:
         raise fail(f"mode {mode!r} is not one of {', '.join(sorted(MODES))}")
     try:
         escalate = _bool(row.get("escalate"))
         if escalate is None and department is not None:
-            escalate = department == "human"
+            escalate = department == HUMAN
         turn = _blank(row.get("turn"))
         facts = next((row[k] for k in FACT_KEYS if _blank(row.get(k)) is not None), None)
         expect = Expectation(department=cast(Department | None, department),
@@ -231,13 +230,13 @@ def parse_row(row: dict[str, Any], row_no: int, path: Path | str = "<rows>") -> 
         raise fail(str(exc)) from exc
 
 
-def to_dataset(queries: Sequence[Query], name: str, source: str = "") -> EvalDataset:
+def to_dataset(queries: Sequence[Query], name: str, source: str = "", training: Sequence[Path] = ()) -> EvalDataset:
     """Queries grouped into cases: one per conversation id (turns in order), else one per row."""
     groups: dict[str, list[Query]] = {}
     for q in queries:
         key = f"{q.conversation_id}" if q.conversation_id is not None else f"{name}:{q.row}"
         groups.setdefault(key, []).append(q)
-    trained = training_digests()
+    trained = training_digests(tuple(training))
     cases: list[EvalCase] = []
     for key, group in groups.items():
         turns = sorted(group, key=lambda q: q.turn if q.turn is not None else q.row)
@@ -256,15 +255,12 @@ def digest(text: str) -> bytes:
     return hashlib.blake2b(normalise(text).encode("utf-8"), digest_size=8).digest()
 
 
-@lru_cache(maxsize=1)
-def training_digests() -> frozenset[bytes]:
-    """Digests of every text the shipped router was trained on (the package's training CSVs)."""
-    from deskline.routing.train import DATA_DIR, TRAIN_FILES
-
+@lru_cache(maxsize=4)
+def training_digests(paths: tuple[Path, ...]) -> frozenset[bytes]:
+    """Digests of every text in the router's training files (``Desk.training_data``)."""
     found: set[bytes] = set()
-    for name in TRAIN_FILES:
-        path = DATA_DIR / name
-        if path.is_file():
+    for path in paths:
+        if path.is_file() and path.suffix.lower() == ".csv":
             with path.open(encoding="utf-8", newline="") as handle:
                 found.update(digest(r["text"]) for r in csv.DictReader(handle) if r.get("text"))
     return frozenset(found)
@@ -297,7 +293,7 @@ def turn_rows(conversation_id: str, records: Sequence[Recorded]) -> Iterator[dic
         person = any(isinstance(e, took_over) for e in events)
         row: dict[str, Any] = {"text": message.text, "conversation_id": conversation_id, "turn": turn}
         if person:
-            row["department"] = "human"
+            row["department"] = HUMAN
         elif reply is not None and reply.outcome in ("answered", "needs_info"):
             row["department"] = reply.department
         row["escalate"] = person
@@ -313,14 +309,35 @@ def turn_rows(conversation_id: str, records: Sequence[Recorded]) -> Iterator[dic
 
 def handoff_entities(found: Sequence[Entities]) -> list[tuple[str, str]]:
     """(name, value) of every entity the handoffs carried, without repeats."""
-    pairs = {(name, v): None for e in found for name in ENTITY_FIELDS for v in entity_values(e, name)}
+    pairs = {(name, v): None for e in found for name in e.values for v in entity_values(e, name)}
     return list(pairs)
 
 
 def entity_values(entities: Entities, name: str) -> tuple[str, ...]:
-    """The values of one named entity (``invoice_id`` -> the invoice ids) as strings."""
-    field_name = ENTITY_FIELDS.get(name)
-    return () if field_name is None else tuple(str(v) for v in getattr(entities, field_name))
+    """The values of one named entity as a customer would write them (amounts as ``$49.00``)."""
+    return tuple(str(money) if (money := parse_money(v)) is not None else v for v in entities.get(name))
+
+
+def check_against(dataset: EvalDataset, departments: Sequence[str], entities: Sequence[str]) -> None:
+    """``DatasetError`` naming every department and entity the dataset expects that the desk
+    does not have (a dataset of another desk, or a typo)."""
+    bad_departments: set[str] = set()
+    bad_entities: set[str] = set()
+    for case in dataset.cases:
+        for expect in case.expected_output or ():
+            if expect.department is not None and expect.department not in departments:
+                bad_departments.add(expect.department)
+            bad_entities.update(name for name, _ in expect.entities if name not in entities)
+    problems = []
+    if bad_departments:
+        problems.append(f"departments {', '.join(sorted(bad_departments))} are not the desk's "
+                        f"({', '.join(departments)})")
+    if bad_entities:
+        problems.append(f"entities {', '.join(sorted(bad_entities))} are not the desk's "
+                        f"({', '.join(entities) or 'none'})")
+    if problems:
+        raise DatasetError(f"{dataset.name}: " + "; ".join(problems), departments=sorted(bad_departments),
+                           entities=sorted(bad_entities))
 
 
 def _blank(value: Any) -> Any:
@@ -358,8 +375,8 @@ def _entities(value: Any) -> tuple[tuple[str, str | None], ...]:
     for item in items:
         name, _, wanted = item.partition("=")
         name = name.strip()
-        if name not in ENTITY_NAMES:
-            raise ValueError(f"unknown entity {name!r}; use one of {', '.join(sorted(ENTITY_NAMES))}")
+        if not is_name(name):
+            raise ValueError(f"entity {name!r} is not an entity name (a lowercase identifier)")
         out.append((name, wanted.strip() or None))
     return tuple(out)
 

@@ -35,7 +35,7 @@ from deskline.evals.dataset import EvalDataset
 from deskline.evals.metrics import mean, percentile, ratio, rounded
 from deskline.evals.runner import Observed, run_turn
 from deskline.eventlog.events import HandoffSent, PlanMade
-from deskline.handoffs.payload import AGENTS, AgentResult, Handoff
+from deskline.handoffs.payload import AgentResult, Handoff
 from deskline.handoffs.plan import Plan, PlanStep
 from deskline.hierarchy.desk import SupportDesk
 
@@ -179,7 +179,7 @@ def build_agent(desk: SupportDesk) -> Any:
                 takes_ctx=True,
             )
         )
-    for agent in AGENTS:
+    for agent in desk.registry.agents:
 
         async def transfer(ctx: RunContext[LoopTurn], _agent: str = agent) -> str:
             ctx.deps.agent = _agent

@@ -30,10 +30,10 @@ from pydantic_evals.otel import SpanTreeRecordingError
 from pydantic_evals.reporting import EvaluationReport, ReportCase
 from pydantic_evals.reporting.analyses import ConfusionMatrix, ReportAnalysis, ScalarResult
 
-from deskline.evals.dataset import ENTITY_FIELDS, Dialogue, EvalDataset, Expectation, entity_values
+from deskline.evals.dataset import Dialogue, EvalDataset, Expectation, entity_values
 from deskline.evals.metrics import ABSTAIN, ERROR, Confusion, Scored, routing, summarise
 from deskline.eventlog.events import EscalationRequested, HandoffSent, ModelCalled, PlanMade, ReplySent, TurnHeld
-from deskline.handoffs.payload import DEPARTMENTS
+from deskline.handoffs.payload import RESERVED_DEPARTMENTS
 from deskline.hierarchy.desk import SupportDesk
 
 Engine = Literal["auto", "direct", "pydantic-evals"]
@@ -118,7 +118,7 @@ async def run_turn(desk: SupportDesk, conversation_id: str, text: str) -> Observ
 
 
 def _entity_pairs(entities: Any) -> list[tuple[str, str]]:
-    return [(n, v) for n in ENTITY_FIELDS for v in entity_values(entities, n)]
+    return [(n, v) for n in entities.values for v in entity_values(entities, n)]
 
 
 async def run_dialogue(desk: SupportDesk, conversation_id: str,
@@ -194,9 +194,17 @@ class RoutingAnalyses(ReportEvaluator[Dialogue, Any, dict[str, Any]]):
         return routing_analyses(scored_rows(ctx.report))
 
 
-def routing_analyses(rows: Sequence[Scored]) -> list[ReportAnalysis]:
+def labels_of(rows: Sequence[Scored], departments: Sequence[str] = ()) -> list[str]:
+    """The department labels of a run: the desk's, then any other the rows name, ``human`` and
+    ``other`` last."""
+    named = [d for r in rows for d in (r.expected, r.predicted) if d is not None and d not in ("abstain", "error")]
+    labels = list(dict.fromkeys([*departments, *sorted(set(named))]))
+    return [*(d for d in labels if d not in RESERVED_DEPARTMENTS), *(d for d in RESERVED_DEPARTMENTS if d in labels)]
+
+
+def routing_analyses(rows: Sequence[Scored], departments: Sequence[str] = ()) -> list[ReportAnalysis]:
     """The pydantic-evals analyses of the routing: its confusion matrix, accuracy and macro-F1."""
-    route = routing(rows, DEPARTMENTS)
+    route = routing(rows, labels_of(rows, departments))
     matrix = route["confusion"]
     assert isinstance(matrix, Confusion)
     # pydantic-evals draws one label set on both axes: abstain/error rows are all zero.
@@ -266,11 +274,11 @@ async def evaluate(dataset: EvalDataset, desk: SupportDesk, *, engine: Engine = 
         with _collector_paused():
             report = await _direct(dataset, desk, tag, progress)
         rows = scored_rows(report)
-        report.analyses.extend(routing_analyses(rows))  # what RoutingAnalyses gives, rows made once
+        report.analyses.extend(routing_analyses(rows, desk.definition.all_departments))  # what RoutingAnalyses gives, rows made once
     else:
         report = await _framework(dataset, desk, tag, concurrency, progress)
         rows = scored_rows(report)
-    summary = summarise(rows, DEPARTMENTS)
+    summary = summarise(rows, labels_of(rows, desk.definition.all_departments))
     elapsed = time.perf_counter() - started  # running and scoring: what "queries per second" counts
     failed = [{"case": f.name, "turn": None, "text": "", "error": f.error_message}
               for f in report.failures]

@@ -56,12 +56,18 @@ class StrategyDecided(_Event):
 
 
 class PlanMade(_Event):
+    """v2: ``entities`` is a mapping by the desk's entity names (v1 events are read as that)."""
+
+    v: int = 2
     type: Literal["plan_made"] = "plan_made"
     plan: Plan
     entities: Entities = Entities()
 
 
 class HandoffSent(_Event):
+    """v2: the handoff's case carries v2 entities (see ``PlanMade``)."""
+
+    v: int = 2
     type: Literal["handoff_sent"] = "handoff_sent"
     handoff: Handoff
 
@@ -121,6 +127,7 @@ class EscalationRequested(_Event):
     department: Department = "human"
     actions_taken: tuple[str, ...] = ()
     pending_action: dict[str, str] | None = None
+    rule: str = ""  # the desk's escalation rule that matched, if one did
 
 
 class EscalationClaimed(_Event):

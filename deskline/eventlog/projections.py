@@ -69,7 +69,7 @@ class PendingPlan:
 @dataclass(frozen=True, slots=True)
 class ConversationState:
     conversation_id: str
-    customer_id: str = "C-1001"
+    customer_id: str = ""
     last_seq: int = 0
     owner: str = "bot"
     claimed_by: str | None = None
@@ -111,7 +111,7 @@ class _Builder:
         self.actions: list[str] = []
         self.plan: PlanMade | None = None
         self.missing: list[str] = []
-        self.customer_id = "C-1001"
+        self.customer_id = ""
         self.last_seq = 0
         self.owner = "bot"
         self.claimed_by: str | None = None

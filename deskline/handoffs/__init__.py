@@ -1,8 +1,17 @@
 """Pure payload types shared by every layer: the bottom of the import graph."""
 
+from deskline.handoffs.entities import (
+    EntityType,
+    Extractor,
+    email_entity,
+    id_entity,
+    money_entity,
+    pattern_entity,
+)
 from deskline.handoffs.payload import (
-    AGENTS,
-    DEPARTMENTS,
+    HUMAN,
+    OTHER,
+    RESERVED_DEPARTMENTS,
     AgentName,
     AgentResult,
     Case,
@@ -16,11 +25,14 @@ from deskline.handoffs.payload import (
     Money,
     ResultStatus,
     format_money,
+    money_value,
+    parse_money,
 )
 
 __all__ = [
-    "AGENTS",
-    "DEPARTMENTS",
+    "HUMAN",
+    "OTHER",
+    "RESERVED_DEPARTMENTS",
     "AgentName",
     "AgentResult",
     "Case",
@@ -28,10 +40,18 @@ __all__ = [
     "Department",
     "Entities",
     "EntityName",
+    "EntityType",
+    "Extractor",
     "Handoff",
     "HistoryItem",
     "Mode",
     "Money",
     "ResultStatus",
+    "email_entity",
     "format_money",
+    "id_entity",
+    "money_entity",
+    "money_value",
+    "parse_money",
+    "pattern_entity",
 ]

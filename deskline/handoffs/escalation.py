@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from deskline.handoffs.payload import AgentResult, Entities
 
 
-def priority_for(reasons: Sequence[str]) -> int:
-    """1 is the most urgent: fraud and lost cards first, then everything else."""
-    joined = " ".join(reasons).lower()
-    return 1 if ("fraud" in joined or "stolen" in joined) else 2
-
-
-def summary(text: str, intent: str, entities: Entities, results: Sequence[AgentResult]) -> str:
-    """One paragraph a person can act on without reading the transcript."""
+def summary(text: str, intent: str, entities: Entities, results: Sequence[AgentResult],
+            hide: Collection[str] = ()) -> str:
+    """One paragraph a person can act on without reading the transcript (``hide``: entity
+    names left out, the desk's personal data)."""
     parts = [f"Customer wrote: {text.strip()[:300]!r}.", f"Triage intent: {intent or 'unknown'}."]
-    named = {
-        "invoices": entities.invoice_ids,
-        "payments": entities.payment_ids,
-        "charges": entities.charge_ids,
-        "amounts": tuple(str(a) for a in entities.amounts),
-    }
-    mentioned = "; ".join(f"{k}: {', '.join(v)}" for k, v in named.items() if v)
+    mentioned = "; ".join(f"{k}: {', '.join(v)}" for k, v in entities.values.items() if v and k not in hide)
     if mentioned:
         parts.append(f"Mentioned {mentioned}.")
     for r in results:

@@ -1,27 +1,34 @@
 """The typed contracts that travel between the layers of a turn.
 
-Pure data: frozen pydantic models and ``Literal`` value sets. This module is the bottom of the
-import graph; it imports nothing else from deskline.
+Pure data: frozen pydantic models. This module is the bottom of the import graph; it imports
+nothing else from deskline. Departments, agents and entities are named by the loaded desk
+definition (``deskline.Desk``), so here they are validated strings, not fixed value sets; two
+departments belong to the framework itself: ``human`` (a person takes the conversation) and
+``other`` (outside what the desk handles).
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
-from typing import Literal
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-Department = Literal["tech", "billing", "payment", "human", "other"]
-AgentName = Literal["tech", "billing", "payment"]
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+"""A department, agent or entity name: a lowercase identifier (``orders``, ``order_id``)."""
+Department = Name
+AgentName = Name
+EntityName = Name
 Mode = Literal["single", "parallel", "sequential", "clarify", "escalate"]
 ResultStatus = Literal["ok", "needs_info", "escalate", "failed", "pending_approval"]
-EntityName = Literal[
-    "invoice_id", "payment_id", "charge_id", "amount", "email", "card_last4", "customer_id"
-]
 
-DEPARTMENTS: tuple[Department, ...] = ("tech", "billing", "payment", "human", "other")
-AGENTS: tuple[AgentName, ...] = ("tech", "billing", "payment")
-HANDOFF_VERSION: Literal[1] = 1
+HUMAN: Literal["human"] = "human"  # the department of "a person takes this"
+OTHER: Literal["other"] = "other"  # the department of "outside what the desk handles"
+RESERVED_DEPARTMENTS: tuple[str, ...] = (HUMAN, OTHER)
+CUSTOMER_ID = "customer_id"  # the parameter a skill gets from the case, never from the text
+HANDOFF_VERSION: Literal[2] = 2  # 2: entities are a mapping by the desk's entity names
 
 
 class Frozen(BaseModel):
@@ -46,30 +53,66 @@ def format_money(amount: Decimal, currency: str) -> str:
     return f"{symbol}{text}" if symbol else f"{text} {currency}"
 
 
+_MONEY_VALUE = re.compile(r"^(-?\d+(?:\.\d+)?) ([A-Z]{3})$")
+
+
+def money_value(money: Money) -> str:
+    """How an amount is kept among the entities: ``"49.00 USD"`` (``parse_money`` reads it)."""
+    return f"{money.amount:.2f} {money.currency}"
+
+
+def parse_money(value: str) -> Money | None:
+    """The ``Money`` an entity value holds, if it holds one (``"49.00 USD"``)."""
+    m = _MONEY_VALUE.match(value)
+    if m is None:
+        return None
+    try:
+        return Money(amount=Decimal(m.group(1)), currency=m.group(2))
+    except InvalidOperation:
+        return None
+
+
 class Entities(Frozen):
-    """What the customer's words name, extracted before any agent runs."""
+    """What the customer's words name, by the desk's entity names, extracted before any agent
+    runs: ``{"order_id": ("ORD-1001",), "amount": ("49.00 USD",)}``; values normalised, in the
+    order the customer named them, without repeats."""
 
-    invoice_ids: tuple[str, ...] = ()
-    payment_ids: tuple[str, ...] = ()
-    charge_ids: tuple[str, ...] = ()
-    amounts: tuple[Money, ...] = ()
-    emails: tuple[str, ...] = ()
-    card_last4: tuple[str, ...] = ()
+    values: dict[str, tuple[str, ...]] = {}
 
-    def has(self, name: EntityName) -> bool:
-        return bool(self.first(name))
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade(cls, data: Any) -> Any:
+        """Version 1 of the log kept one plural field per entity (``amounts`` as objects): read
+        it as the mapping, so old logs still load."""
+        if not isinstance(data, dict) or "values" in data:
+            return data
+        values: dict[str, tuple[str, ...]] = {}
+        for key, items in data.items():
+            name = key[:-1] if key.endswith("s") else key
+            kept = tuple(money_value(Money.model_validate(i)) if isinstance(i, dict | Money) else str(i)
+                         for i in items or ())
+            if kept:
+                values[name] = kept
+        return {"values": values}
 
-    def first(self, name: EntityName) -> str | None:
-        values: tuple[object, ...] = {
-            "invoice_id": self.invoice_ids,
-            "payment_id": self.payment_ids,
-            "charge_id": self.charge_ids,
-            "amount": self.amounts,
-            "email": self.emails,
-            "card_last4": self.card_last4,
-            "customer_id": (),
-        }[name]
-        return str(values[0]) if values else None
+    @classmethod
+    def of(cls, **values: tuple[str, ...] | list[str] | str) -> Entities:
+        """``Entities.of(order_id="ORD-1", amount=("49.00 USD",))``: a convenience for code and tests."""
+        return cls(values={k: (v,) if isinstance(v, str) else tuple(v) for k, v in values.items() if v})
+
+    def get(self, name: str) -> tuple[str, ...]:
+        return self.values.get(name, ())
+
+    def has(self, name: str) -> bool:
+        return bool(self.values.get(name))
+
+    def first(self, name: str) -> str | None:
+        found = self.values.get(name)
+        return found[0] if found else None
+
+    def money(self, name: str) -> tuple[Money, ...]:
+        """The amounts among ``name``'s values."""
+        return tuple(m for m in map(parse_money, self.get(name)) if m is not None)
 
     def merged(self, newer: Entities) -> Entities:
         """Entities of an earlier turn topped up by a newer one (newer first, no repeats)."""
@@ -77,17 +120,11 @@ class Entities(Frozen):
             return self
         if self.is_empty():
             return newer
-
-        def join(a: tuple[object, ...], b: tuple[object, ...]) -> tuple[object, ...]:
-            return tuple(dict.fromkeys((*b, *a)))
-
-        return Entities.model_validate({field: join(getattr(self, field), getattr(newer, field)) for field in _FIELDS})
+        names = dict.fromkeys((*newer.values, *self.values))
+        return Entities(values={n: tuple(dict.fromkeys((*newer.get(n), *self.get(n)))) for n in names})
 
     def is_empty(self) -> bool:
-        return not any(map(self.__dict__.__getitem__, _FIELDS))
-
-
-_FIELDS = tuple(Entities.model_fields)
+        return not self.values
 
 
 class Constraints(Frozen):
@@ -139,7 +176,7 @@ class AgentResult(Frozen):
 class Handoff(Frozen):
     """One step of a plan handed to an agent: versioned and validated at both ends."""
 
-    version: Literal[1] = HANDOFF_VERSION
+    version: Literal[1, 2] = HANDOFF_VERSION
     kind: Literal["handoff"] = "handoff"
     step_id: str
     agent: AgentName

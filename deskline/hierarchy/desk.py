@@ -29,9 +29,8 @@ from typing import Any
 
 import structlog
 
-from deskline.agents.builtin.backend.port import Backend
-from deskline.agents.registry import Registry
 from deskline.config import Settings
+from deskline.definition import Desk
 from deskline.errors import (
     BudgetExceeded,
     ConcurrencyConflict,
@@ -57,14 +56,13 @@ from deskline.eventlog.projections import ConversationState, TurnView, advance
 from deskline.eventlog.states import ConversationStates
 from deskline.eventlog.store import EventStore
 from deskline.handoffs import escalation
-from deskline.handoffs.entities import extract
-from deskline.handoffs.payload import AgentResult, Case, Department, Entities, Mode
+from deskline.handoffs.payload import HUMAN, OTHER, AgentResult, Case, Department, Entities, Mode
 from deskline.handoffs.plan import Plan
 from deskline.hierarchy import strategy as strategy_rules
 from deskline.hierarchy.operation import Execution, Operator
 from deskline.hierarchy.strategy import Strategy
 from deskline.hierarchy.tactical import Tactician
-from deskline.hierarchy.writer import FALLBACK, Reply, TemplateWriter, escalation_text
+from deskline.hierarchy.writer import Reply, TemplateWriter
 from deskline.logs import ensure_configured
 from deskline.observe.hooks import NullObserver, Observer
 from deskline.observe.tracing import span
@@ -138,22 +136,41 @@ def clean_text(text: str | bytes, limit: int) -> str:
 
 
 class SupportDesk:
-    def __init__(self, *, store: EventStore, backend: Backend, registry: Registry,
-                 classifier: object, settings: Settings | None = None,
-                 models: ModelGateway | None = None, cache: RouteCache | None = None,
-                 observer: Observer | None = None) -> None:
-        self.settings = settings or Settings()
+    """A desk definition at work: its turns on an event store, its skills on a system of record.
+
+    ``records`` is the object the skills receive (default: the definition's, in memory);
+    ``classifier`` the local router (default: the definition's router file)."""
+
+    def __init__(self, *, store: EventStore, desk: Desk, records: Any = None, classifier: object = None,
+                 settings: Settings | None = None, models: ModelGateway | None = None,
+                 cache: RouteCache | None = None, observer: Observer | None = None) -> None:
+        settings = settings or Settings()
+        self.settings = settings.with_(
+            approval_limit=settings.approval_limit if settings.approval_limit is not None
+            else desk.policies.approval_limit,
+            default_customer=settings.default_customer or desk.default_customer)
+        self.definition = desk
         self.holder = "desk_" + uuid.uuid4().hex[:12]  # names this desk in turn leases
         self.observer: Observer = observer or NullObserver()
         ensure_configured(self.settings.log_format, self.settings.log_level)
         self.models = models
         self.store = store
         self.states = ConversationStates(store, self.settings.state_cache)
-        self.registry = registry
-        self.tactician = Tactician(registry, classifier, cache if cache is not None else RouteCache(),  # type: ignore[arg-type]
+        self.registry = desk.registry
+        if classifier is None:
+            classifier = desk.classifier(self.settings.abstain_threshold)
+        if records is None:
+            records = desk.system_of_record()
+        self.tactician = Tactician(desk, classifier, cache if cache is not None else RouteCache(),  # type: ignore[arg-type]
                                    models)
-        self.operator = Operator(registry, backend, self.settings.step_timeout_s, self.settings.step_retries)
-        self.writer = TemplateWriter(registry)
+        self.operator = Operator(self.registry, records, self.settings.step_timeout_s, self.settings.step_retries,
+                                 frozenset(desk.extractor.by_name))
+        self.writer = TemplateWriter(desk)
+
+    @property
+    def records(self) -> Any:
+        """The system of record the skills use."""
+        return self.operator.backend
 
     async def handle(self, conversation_id: str | None, text: str | bytes,
                      client_message_id: str | None = None, *, structured_only: bool = False) -> TurnResult:
@@ -321,8 +338,8 @@ class SupportDesk:
             log.exception("turn.failed", conversation_id=state.conversation_id, turn=turn.turn)
             reason = f"the desk failed to decide this turn ({type(exc).__name__})"
             return [*self._escalate(turn.text, "", state.entities, [], (reason,)),
-                    ReplySent(text=FALLBACK, department="human", mode="escalate", escalated=True,
-                              outcome="failed")]
+                    ReplySent(text=self.definition.texts.holding, department=HUMAN, mode="escalate",
+                              escalated=True, outcome="failed")]
 
     async def decide(self, state: ConversationState, turn: TurnView, *, operator: Operator | None = None,
                      models: ModelGateway | None = None, cache: RouteCache | None = None,
@@ -336,11 +353,11 @@ class SupportDesk:
         operator = operator or self.operator
         models = models if models is not None else self.models
         text = turn.text
-        said = extract(text)
+        said = self.definition.extractor(text)
         entities = state.entities.merged(said)
         clock = time.perf_counter()
         with span("deskline.strategy"):
-            strategy = strategy_rules.decide(state, text, said, self.settings)
+            strategy = strategy_rules.decide(state, text, said, self.settings, self.definition)
         clock = self._lap("strategy", clock)
         events: list[Event] = [StrategyDecided(owner=strategy.owner, action=strategy.action,
                                                reasons=strategy.reasons, constraints=strategy.constraints,
@@ -366,8 +383,10 @@ class SupportDesk:
         events.append(PlanMade(plan=plan, entities=entities if plan.stage == "resume" else said.merged(found)))
         if plan.mode == "escalate":
             reasons = strategy.reasons if strategy.action == "escalate" else (plan.reason,)
-            return [*events, *self._escalate(text, plan.intent, entities, [], reasons),
-                    ReplySent(text=escalation_text(reasons), department="human", mode="escalate",
+            said_reply = strategy.reply if strategy.action == "escalate" else self.definition.escalation_reply()
+            rule = strategy.rule if strategy.action == "escalate" else ""
+            return [*events, *self._escalate(text, plan.intent, entities, [], reasons, strategy.priority, rule),
+                    ReplySent(text=said_reply, department=HUMAN, mode="escalate",
                               escalated=True, outcome="escalated", llm_calls=budget.calls)]
         if plan.mode == "clarify":
             reply = self.writer.write(plan, [], text)
@@ -465,8 +484,8 @@ class SupportDesk:
             log.warning("reply.ungrounded", problems=reply.problems)
             esc = self._escalate(text, plan.intent, entities, run.results,
                                  (f"the reply named facts no result holds: {', '.join(reply.problems)}",))
-            return [*esc, ReplySent(text=FALLBACK, department=department, mode=mode, escalated=True,
-                                    grounded=False, outcome="failed", llm_calls=llm_calls)]
+            return [*esc, ReplySent(text=self.definition.texts.holding, department=department, mode=mode,
+                                    escalated=True, grounded=False, outcome="failed", llm_calls=llm_calls)]
         if run.escalations:
             reasons = tuple(r.reason or r.status for r in run.escalations)
             return [*self._escalate(text, plan.intent, entities, run.results, reasons),
@@ -475,13 +494,13 @@ class SupportDesk:
         outcome = "needs_info" if run.needs_info else "answered"
         return [ReplySent(text=reply.text, department=department, mode=mode, outcome=outcome, llm_calls=llm_calls)]
 
-    @staticmethod
-    def _escalate(text: str, intent: str, entities: Entities, results: Sequence[AgentResult],
-                  reasons: Sequence[str]) -> list[Event]:
+    def _escalate(self, text: str, intent: str, entities: Entities, results: Sequence[AgentResult],
+                  reasons: Sequence[str], priority: int = 2, rule: str = "") -> list[Event]:
         return [EscalationRequested(
             reason="; ".join(reasons),
-            priority=escalation.priority_for(reasons),
-            summary=escalation.summary(text, intent, entities, results),
+            priority=priority,
+            rule=rule,
+            summary=escalation.summary(text, intent, entities, results, hide=self.definition.extractor.personal),
             actions_taken=tuple(f"{r.skill}: {r.status}" for r in results),
             pending_action=escalation.pending_action(results),
         )]
@@ -546,7 +565,7 @@ def _result(state: ConversationState, turn: TurnView, *, appended: int, duplicat
         turn=turn.turn,
         message_seq=turn.message_seq,
         reply=turn.reply,
-        department=turn.department or "other",
+        department=turn.department or OTHER,
         mode=turn.mode or "clarify",
         escalated=turn.escalated,
         llm_calls=turn.llm_calls,

@@ -124,7 +124,7 @@ class HumanConsole:
             update={"approval_limit": Decimal("Infinity"), "allow_actions": True})})
         step = PlanStep(step_id=handoff.step_id, agent=handoff.agent, skill=handoff.skill)
         result, events = await self.desk.operator.run_step(step, approved)
-        text = TemplateWriter(self.desk.registry).render(result)
+        text = TemplateWriter(self.desk.definition).render(result)
         decided: list[Event] = [ActionDecided(agent_name=agent, approved=result.ok, idempotency_key=key,
                                               facts=result.facts), *events]
         if result.ok:

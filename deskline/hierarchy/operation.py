@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from deskline.agents.builtin.backend.port import Backend
 from deskline.agents.registry import ApprovalRequired, Registry, Skill, SkillCall
 from deskline.errors import PlanError, SkillError
 from deskline.eventlog.events import (
@@ -26,7 +26,7 @@ from deskline.eventlog.events import (
     Event,
     HandoffSent,
 )
-from deskline.handoffs.payload import HANDOFF_VERSION, AgentResult, Case, Constraints, Handoff
+from deskline.handoffs.payload import CUSTOMER_ID, HANDOFF_VERSION, AgentResult, Case, Constraints, Handoff
 from deskline.handoffs.plan import Plan, PlanStep
 from deskline.hierarchy.plan import order
 from deskline.observe.tracing import span
@@ -53,9 +53,10 @@ def idempotency_key(conversation_id: str, turn: int, step_id: str) -> str:
 @dataclass(slots=True)
 class Operator:
     registry: Registry
-    backend: Backend
+    backend: Any  # the desk's system of record, handed to every skill as ``call.records``
     timeout_s: float = 10.0
     retries: int = 2
+    entities: frozenset[str] = frozenset()  # the desk's entity names: parameters filled from the case
 
     async def execute(self, plan: Plan, case: Case, constraints: Constraints) -> Execution:
         run = Execution()
@@ -114,7 +115,7 @@ class Operator:
 
     async def _run_skill(self, skill: Skill, step: PlanStep, handoff: Handoff,
                          params: BaseModel) -> tuple[AgentResult, list[Event]]:
-        call = SkillCall(handoff=handoff, params=params, backend=self.backend)
+        call = SkillCall(handoff=handoff, params=params, records=self.backend)
         started = time.perf_counter()
         error = ""
         for attempt in range(1, self.retries + 2):
@@ -165,16 +166,15 @@ class Operator:
         return AgentResult(step_id=step.step_id, agent=step.agent, skill=step.skill, status="ok",
                            template="skipped", facts=facts, reason=f"{fact} is {actual}, not {expected}")
 
-    @staticmethod
-    def _params(skill: Skill, handoff: Handoff) -> tuple[BaseModel | None, tuple[str, ...]]:
+    def _params(self, skill: Skill, handoff: Handoff) -> tuple[BaseModel | None, tuple[str, ...]]:
         """The skill's typed parameters from the case's entities and upstream facts."""
         values: dict[str, object] = {}
         entities = handoff.case.entities
         for name in skill.params.model_fields:
-            if name == "customer_id":
+            if name == CUSTOMER_ID:
                 values[name] = handoff.case.customer_id
                 continue
-            value = entities.first(name) if name in _ENTITY_NAMES else None  # type: ignore[arg-type]
+            value = entities.first(name) if name in self.entities else None
             if value is None:
                 value = next((r.facts[name] for r in handoff.upstream if name in r.facts), None)
             if value is not None:
@@ -188,8 +188,6 @@ class Operator:
             bad = tuple(dict.fromkeys(str(e["loc"][0]) for e in exc.errors() if e["loc"]))
             return None, bad or tuple(skill.requires)
 
-
-_ENTITY_NAMES = frozenset({"invoice_id", "payment_id", "charge_id", "amount", "email", "card_last4"})
 
 
 def _ms(started: float) -> float:

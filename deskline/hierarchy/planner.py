@@ -24,15 +24,14 @@ from pydantic_ai.messages import (
 from pydantic_ai.models import Model, ModelRequestParameters
 from pydantic_ai.tools import ToolDefinition
 
-from deskline.agents.registry import Registry
+from deskline.definition import Desk
 from deskline.errors import PlanError
-from deskline.handoffs.payload import Entities
+from deskline.handoffs.payload import HUMAN, OTHER, Entities
 from deskline.handoffs.plan import Plan, PlanStep
 from deskline.hierarchy.plan import validate
 
 PLANNER_PROMPT = """\
-You are the triage planner of a customer-support desk with three agents: tech (logins, passwords,
-the app, outages), billing (invoices, charges, refunds) and payment (transfers, failed payments).
+You are the triage planner of a customer-support desk with {count} agents: {agents}.
 Read the customer's message and answer ONLY with tool calls:
 - call the one skill that handles it, or several skills if the message names independent problems;
 - call plan_execution when one step needs another's result first (give depends_on);
@@ -42,7 +41,7 @@ Read the customer's message and answer ONLY with tool calls:
 
 class PlannedStep(BaseModel):
     step_id: str = Field(description="A short id such as s1")
-    skill: str = Field(description="A skill tool name, e.g. billing__lookup_invoice")
+    skill: str = Field(description="A skill tool name, e.g. orders__lookup_order")
     depends_on: list[str] = Field(default_factory=list)
     arguments: dict[str, str] = Field(default_factory=dict)
 
@@ -64,17 +63,25 @@ META: dict[str, tuple[str, type[BaseModel]]] = {
     "ask_customer": ("Ask the customer a clarifying question instead of acting.", AskCustomer),
     "escalate_to_human": ("Hand the conversation to a person.", EscalateToHuman),
 }
-_ENTITY_FIELDS = {"invoice_id": "invoice_ids", "payment_id": "payment_ids", "charge_id": "charge_ids",
-                  "email": "emails", "card_last4": "card_last4"}
 
 
 def tool_name(skill_name: str) -> str:
     return skill_name.replace(".", "__")
 
 
+def planner_prompt(desk: Desk) -> str:
+    """The planner's instructions for ``desk``: its agents and what each handles."""
+    agents = ", ".join(f"{a.name} ({a.description.rstrip('.')})" if a.description else a.name for a in desk.agents)
+    return PLANNER_PROMPT.format(count=len(desk.agents), agents=agents)
+
+
 class LLMPlanner:
-    def __init__(self, registry: Registry) -> None:
-        self.registry = registry
+    def __init__(self, desk: Desk) -> None:
+        self.desk = desk
+        self.prompt = planner_prompt(desk)
+        self.entity_names = frozenset(desk.extractor.by_name)
+        self.departments = {a.name: a.routes_from for a in desk.agents}
+        registry = self.registry = desk.registry
         self.tools = [
             ToolDefinition(name=tool_name(s.name), description=s.description,
                            parameters_json_schema=s.params.model_json_schema())
@@ -85,7 +92,7 @@ class LLMPlanner:
 
     def messages(self, text: str, hint: str = "") -> list[ModelMessage]:
         user = text if not hint else f"{text}\n\n(local classifier's best guess: {hint})"
-        return [ModelRequest(parts=[SystemPromptPart(content=PLANNER_PROMPT), UserPromptPart(content=user)])]
+        return [ModelRequest(parts=[SystemPromptPart(content=self.prompt), UserPromptPart(content=user)])]
 
     async def plan(self, model: Model, text: str, hint: str = "", known: Entities | None = None) -> tuple[Plan, Entities]:
         response = await model_request(
@@ -102,10 +109,10 @@ class LLMPlanner:
         first = calls[0]
         if first.tool_name == "ask_customer":
             ask = AskCustomer.model_validate(first.args_as_dict())
-            return self._plan("clarify", (), "other", f"the model asks: {ask.question}"), Entities()
+            return self._plan("clarify", (), OTHER, f"the model asks: {ask.question}"), Entities()
         if first.tool_name == "escalate_to_human":
             why = EscalateToHuman.model_validate(first.args_as_dict())
-            return self._plan("escalate", (), "human", f"the model escalates: {why.reason}"), Entities()
+            return self._plan("escalate", (), HUMAN, f"the model escalates: {why.reason}"), Entities()
         if first.tool_name == "plan_execution":
             execution = PlanExecution.model_validate(first.args_as_dict())
             steps = tuple(self._step(s.step_id, s.skill, tuple(s.depends_on), s.arguments, found, said, known)
@@ -115,8 +122,8 @@ class LLMPlanner:
             steps = tuple(self._step(f"s{i}", c.tool_name, (), _args(c), found, said, known)
                           for i, c in enumerate(calls, 1))
             mode = "single" if len(steps) == 1 else "parallel"
-        plan = validate(self._plan(mode, steps, steps[0].agent, "planned by the model"), self.registry)
-        return plan, Entities.model_validate({_ENTITY_FIELDS[k]: tuple(v) for k, v in found.items()})
+        plan = validate(self._plan(mode, steps, self.departments[steps[0].agent], "planned by the model"), self.registry)
+        return plan, Entities(values={k: tuple(dict.fromkeys(v)) for k, v in found.items()})
 
     def _step(self, step_id: str, name: str, depends_on: tuple[str, ...], args: dict[str, Any],
               found: dict[str, list[str]], said: str = "", known: Entities | None = None) -> PlanStep:
@@ -129,12 +136,12 @@ class LLMPlanner:
         if skill.action:
             # A model may not choose what money moves: an action's target must be something the
             # customer named, now or earlier in the conversation (a prompt injection cannot).
-            named = " ".join(str(v) for v in (known or Entities()).model_dump().values()) + " " + said.upper()
+            named = " ".join(v for values in (known or Entities()).values.values() for v in values) + " " + said.upper()
             for key, value in args.items():
                 if key.endswith("_id") and value and str(value).strip().upper() not in named:
                     raise PlanError(f"the plan acts on {value}, which the customer never named", skill=name)
         for key, value in args.items():
-            if key in _ENTITY_FIELDS and value:
+            if key in self.entity_names and value:
                 found.setdefault(key, []).append(str(value).strip().upper() if key.endswith("_id") else str(value))
         return PlanStep(step_id=step_id, agent=skill.agent, skill=skill.name, depends_on=depends_on)
 

@@ -62,7 +62,7 @@ class RecordedOperator(Operator):
     """An operator whose steps return what the log says they returned."""
 
     def __init__(self, base: Operator, recorded: list[Event]) -> None:
-        super().__init__(base.registry, base.backend, base.timeout_s, base.retries)
+        super().__init__(base.registry, base.backend, base.timeout_s, base.retries, base.entities)
         # One bucket per time the step was handed off: a re-executed plan runs each step again.
         self._by_step: dict[str, list[list[Event]]] = {}
         for e in recorded:

@@ -1,7 +1,8 @@
 """Strategy layer: who owns the conversation, whether to escalate now, and this turn's limits.
 
 Pure rules over the folded state and the new message; every decision carries its reasons so
-the ``StrategyDecided`` event explains itself.
+the ``StrategyDecided`` event explains itself. What escalates at once is the desk's own policy
+(``Desk.policies.escalations``: each rule with its reason, reply and priority).
 """
 
 from __future__ import annotations
@@ -11,28 +12,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from deskline.config import Settings
+from deskline.definition import Desk
 from deskline.eventlog.events import Owner, StrategyAction
 from deskline.eventlog.projections import ConversationState
-from deskline.handoffs.payload import Constraints, Entities
+from deskline.handoffs.payload import Constraints, Entities, format_money
 
-ASKS_FOR_PERSON = re.compile(
-    r"\b(?:speak|talk|chat)\s+(?:to|with)\s+(?:a\s+|an\s+|your\s+|the\s+)?"
-    r"(?:real\s+|actual\s+|live\s+)?(?:person|human|agent|representative|rep|operator|manager|supervisor"
-    r"|someone|somebody|staff)\b"
-    r"|\b(?:want|need|get|give|connect|transfer|put)\s+(?:me\s+)?(?:through\s+)?(?:to\s+|with\s+)?"
-    r"(?:a\s+|an\s+)?(?:real|actual|live|human)\s+(?:person|agent|human|being|representative|operator)\b"
-    r"|\b(?:connect|transfer|put)\s+me\s+(?:through\s+)?(?:to|with)\s+(?:a\s+|an\s+)?"
-    r"(?:person|human|agent|representative|operator|manager|supervisor)\b"
-    r"|\b(?:human|agent|operator|representative)\s+please\b|\bget\s+me\s+a\s+(?:human|person|manager)\b",
-    re.IGNORECASE,
-)
-FRAUD = re.compile(
-    r"\bfraud\w*|\bscam(?:s|med|mer|mers)?\b|\bstolen\b|\bstole\b|\bhacked\b|\bunauthori[sz]ed\b|identity\s+theft"
-    r"|(?:lost|stolen)\s+(?:my\s+)?card|card\s+(?:was|has\s+been|got)\s+(?:lost|stolen)"
-    r"|(?:didn'?t|did\s+not|never)\s+(?:make|authori[sz]e|approve)\s+(?:this|that|these|the)"
-    r"|(?:don'?t|do\s+not)\s+recogni[sz]e\s+(?:this|that|these|the|a)",
-    re.IGNORECASE,
-)
 _NEGATIVE = re.compile(
     r"\b(?:angry|furious|terrible|awful|horrible|ridiculous|useless|worst|unacceptable|disgusting"
     r"|hate|annoyed|frustrated|fed\s+up|pathetic|incompetent|rubbish|garbage|joke)\b|!!+",
@@ -48,6 +32,8 @@ class Strategy:
     constraints: Constraints
     sentiment: float
     priority: int = 2
+    reply: str = ""  # what the customer reads when this strategy escalates
+    rule: str = ""  # the desk's escalation rule that matched
 
 
 def sentiment(text: str) -> float:
@@ -56,27 +42,30 @@ def sentiment(text: str) -> float:
     return -min(1.0, hits / 2) if hits else 0.0
 
 
-def decide(state: ConversationState, text: str, entities: Entities, settings: Settings) -> Strategy:
+def decide(state: ConversationState, text: str, entities: Entities, settings: Settings, desk: Desk) -> Strategy:
     """The strategy for this turn, from the conversation so far and the new message."""
     mood = sentiment(text)
+    limit = settings.approval_limit if settings.approval_limit is not None else desk.policies.approval_limit
     constraints = Constraints(
-        approval_limit=settings.approval_limit,
+        approval_limit=limit,
         max_llm_calls=settings.max_llm_calls,
         max_cost_usd=settings.max_cost_usd,
     )
-    over_limit = [m for m in entities.amounts if m.amount > settings.approval_limit]
-    notes = tuple(f"{m} is above the approval limit of {_limit(settings.approval_limit)}" for m in over_limit)
+    over_limit = [m for m in desk.extractor.amounts(entities) if m.amount > limit]
+    notes = tuple(f"{m} is above the approval limit of {_limit(limit, m.currency)}" for m in over_limit)
 
-    def verdict(action: StrategyAction, *reasons: str, owner: Owner = "bot", priority: int = 2) -> Strategy:
-        return Strategy(owner, action, (*reasons, *notes), constraints, mood, priority)
+    def verdict(action: StrategyAction, *reasons: str, owner: Owner = "bot", priority: int = 2,
+                reply: str = "", rule: str = "") -> Strategy:
+        return Strategy(owner, action, (*reasons, *notes), constraints, mood, priority,
+                        reply or (desk.escalation_reply() if action == "escalate" else ""), rule)
 
     if state.owner == "human":
         who = state.claimed_by or "the queue"
         return verdict("hold", f"a person owns this conversation ({who})", owner="human")
-    if FRAUD.search(text):  # before the request for a person: fraud keeps its priority
-        return verdict("escalate", "possible fraud or a lost or stolen card", priority=1)
-    if ASKS_FOR_PERSON.search(text):
-        return verdict("escalate", "the customer asked for a person", priority=2)
+    rule = desk.escalation(text)
+    if rule is not None:
+        return verdict("escalate", rule.reason, priority=rule.priority, reply=desk.escalation_reply(rule),
+                       rule=rule.name)
     if state.failed_streak >= settings.failed_turns_before_human:
         return verdict("escalate", f"{state.failed_streak} failed bot turns in a row")
     if mood < 0 and state.negative_streak + 1 >= settings.negative_turns_before_human:
@@ -84,5 +73,5 @@ def decide(state: ConversationState, text: str, entities: Entities, settings: Se
     return verdict("answer", "the bot can answer")
 
 
-def _limit(value: Decimal) -> str:
-    return f"${value:,.2f}"
+def _limit(value: Decimal, currency: str) -> str:
+    return format_money(value, currency)

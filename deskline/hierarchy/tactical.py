@@ -7,7 +7,7 @@ The routing cascade, each stage recording its verdict and why the turn moved on:
     -> clarifying question
 
 The local path also splits a message that names two independent problems into a parallel plan,
-and a conditional one ("if my payment failed, send me the invoice") into a sequential plan.
+and a conditional one ("if my order shipped, send me the tracking link") into a sequential plan.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from deskline.agents.registry import Registry, Skill
+from deskline.definition import Desk
 from deskline.errors import BudgetExceeded
 from deskline.eventlog.projections import ConversationState
-from deskline.handoffs.entities import extract
-from deskline.handoffs.payload import AgentName, Department, Entities
+from deskline.handoffs.payload import HUMAN, OTHER, AgentName, Department, Entities
 from deskline.handoffs.plan import Plan, PlanStep, StageVerdict
 from deskline.hierarchy.plan import validate
 from deskline.hierarchy.strategy import Strategy
@@ -32,11 +32,7 @@ from deskline.routing.models import ModelGateway, TurnBudget
 if TYPE_CHECKING:
     from deskline.hierarchy.planner import LLMPlanner
 
-AGENT_DEPARTMENTS: frozenset[Department] = frozenset(("tech", "billing", "payment"))
 ID_OWNER_MIN_WEIGHT = 0.02
-# An id the customer names, and the skill that looks it up, for messages the classifier can't place.
-ENTITY_SKILLS = (("invoice_id", "billing.lookup_invoice"), ("payment_id", "payment.transfer_status"),
-                 ("charge_id", "billing.refund_charge"))
 
 _CONDITIONAL = re.compile(r"^\s*(?:and\s+)?if\s+(?P<cond>.+?)(?:,\s*|\s+then\s+)(?P<then>.+)$", re.I | re.S)
 _SPLIT = re.compile(r"\s*(?:[.;!?]+\s+|,?\s+\b(?:and\s+also|also|plus|as\s+well\s+as|and)\b\s+)", re.I)
@@ -57,11 +53,29 @@ class Triage(Protocol):
 class Tactician:
     """Plans a turn from the message, the state and the strategy. Holds no conversation state."""
 
-    registry: Registry
+    desk: Desk
     classifier: Triage
     cache: RouteCache
     models: ModelGateway | None = None
     _planner: LLMPlanner | None = field(default=None, init=False, repr=False)
+
+    @property
+    def registry(self) -> Registry:
+        return self.desk.registry
+
+    def agent_for(self, department: str) -> AgentName | None:
+        """The agent a department's messages go to (None: ``human``, ``other`` or unknown)."""
+        return self.desk.agent_departments.get(department)
+
+    def _lookups(self, named: Entities, agent: AgentName | None = None) -> list[tuple[str, Skill]]:
+        """The ids the message names, each with the skill that handles it (of ``agent``)."""
+        found = []
+        for entity in self.desk.extractor.ids:
+            if named.has(entity):
+                skill = self.registry.lookup_for(entity, agent)
+                if skill is not None:
+                    found.append((entity, skill))
+        return found
 
     @property
     def planner(self) -> LLMPlanner:
@@ -69,7 +83,7 @@ class Tactician:
         if self._planner is None:
             from deskline.hierarchy.planner import LLMPlanner
 
-            self._planner = LLMPlanner(self.registry)
+            self._planner = LLMPlanner(self.desk)
         return self._planner
 
     async def plan(self, state: ConversationState, text: str, entities: Entities, strategy: Strategy,
@@ -77,9 +91,9 @@ class Tactician:
         """The plan for this turn, and any entities the LLM planner read that the regexes missed."""
         verdicts: list[StageVerdict] = []
         if strategy.action == "escalate":
-            rule = StageVerdict(stage="rules", department="human", intent="escalation",
+            rule = StageVerdict(stage="rules", department=HUMAN, intent="escalation",
                                 confidence=1.0, accepted=True, reason="; ".join(strategy.reasons))
-            return Plan(mode="escalate", department="human", intent="escalation", confidence=1.0,
+            return Plan(mode="escalate", department=HUMAN, intent="escalation", confidence=1.0,
                         stage="rules", verdicts=(rule,), reason=rule.reason), Entities()
         resumed = self._resume(state, entities)
         if resumed is not None:
@@ -98,7 +112,7 @@ class Tactician:
             cls_span.set_attribute("deskline.department", p.department)
             cls_span.set_attribute("deskline.confidence", p.confidence)
             cls_span.set_attribute("deskline.abstain", p.abstain)
-        if not p.abstain and p.department == "other":
+        if not p.abstain and p.department == OTHER:
             hinted = self._entity_hint(entities, text, p, verdicts)
             if hinted is not None:
                 return hinted, Entities()
@@ -131,7 +145,7 @@ class Tactician:
         hinted = self._entity_hint(entities, text, p, verdicts, classified=True)
         if hinted is not None:
             return hinted, Entities()
-        return Plan(mode="clarify", department="other", intent=p.intent, confidence=p.confidence,
+        return Plan(mode="clarify", department=OTHER, intent=p.intent, confidence=p.confidence,
                     stage="fallback", verdicts=tuple(verdicts), reason="nothing confident: ask"), Entities()
 
     async def _llm(self, text: str, p: Prediction, budget: TurnBudget | None, verdicts: list[StageVerdict],
@@ -161,33 +175,34 @@ class Tactician:
                stage: str, verdicts: list[StageVerdict]) -> Plan:
         common = {"department": department, "intent": intent, "confidence": confidence,
                   "stage": stage, "verdicts": tuple(verdicts)}
-        if department == "human":
+        if department == HUMAN:
             return Plan(mode="escalate", reason="the triage routed to a person", **common)
-        if department not in AGENT_DEPARTMENTS:
+        agent = self.agent_for(department)
+        if agent is None:
             return Plan(mode="clarify", reason="outside what the desk handles", **common)
         multi = self._sequential(text) or self._parallel(text)
         if multi is not None:
             return validate(Plan(mode=multi[0], steps=multi[1], reason=multi[2], **common), self.registry)
-        skill = self._fit_entities(self.registry.choose(department, intent, text), text, intent)  # type: ignore[arg-type]
+        skill = self._fit_entities(self.registry.choose(agent, intent, text), text, intent)
         step = PlanStep(step_id="s1", agent=skill.agent, skill=skill.name)
         return validate(Plan(mode="single", steps=(step,), reason=f"{intent} -> {skill.name}", **common), self.registry)
 
     def _entity_hint(self, entities: Entities, text: str, p: Prediction,
                      verdicts: list[StageVerdict], classified: bool = False) -> Plan | None:
-        """A message that names an invoice or a payment belongs with the agent that owns it."""
-        for entity, skill_name in ENTITY_SKILLS:
-            value = entities.first(entity)  # type: ignore[arg-type]
-            if value is None or value not in text.upper() or skill_name not in self.registry:
+        """A message that names a record's id belongs with the agent whose skill looks it up."""
+        for entity, skill in self._lookups(entities):
+            value = entities.first(entity)
+            if value is None or value not in text.upper():
                 continue
-            skill = self.registry[skill_name]
             if not classified:
                 verdicts.append(StageVerdict(
                     stage="classifier", department=p.department, intent=p.intent, confidence=p.confidence,
                     alternatives=p.alternatives, reason=f"{p.department} at {p.confidence:.2f}: not a desk route"))
-            verdicts.append(StageVerdict(stage="rules", department=skill.agent, intent=entity, confidence=1.0,
+            department = self._department_of(skill.agent)
+            verdicts.append(StageVerdict(stage="rules", department=department, intent=entity, confidence=1.0,
                                          accepted=True, reason=f"the message names {value}"))
             step = PlanStep(step_id="s1", agent=skill.agent, skill=skill.name)
-            return validate(Plan(mode="single", department=skill.agent, intent=entity, confidence=1.0,
+            return validate(Plan(mode="single", department=department, intent=entity, confidence=1.0,
                                  stage="rules", steps=(step,), verdicts=tuple(verdicts),
                                  reason=f"{value} -> {skill.name}"), self.registry)
         return None
@@ -195,24 +210,25 @@ class Tactician:
     def _id_owner(self, entities: Entities, text: str, p: Prediction) -> Department | None:
         """Another agent department, when every id the message names is that department's and the
         classifier gave it some weight: an explicit reference says which system the request is about."""
-        named = extract(text)
+        named = self.desk.extractor(text)
         owners: set[AgentName] = set()
-        for entity in ("invoice_id", "payment_id", "charge_id"):
+        for entity in self.desk.extractor.ids:
             if named.has(entity):
                 owners |= self.registry.agents_taking(entity)
-        if len(owners) != 1 or p.department in owners or p.department not in AGENT_DEPARTMENTS:
+        if len(owners) != 1 or self.agent_for(p.department) in owners or self.agent_for(p.department) is None:
             return None
-        owner: Department = next(iter(owners))
+        owner = self._department_of(next(iter(owners)))
         weight = dict(p.alternatives).get(owner, 0.0)
         return owner if weight >= ID_OWNER_MIN_WEIGHT else None
 
+    def _department_of(self, agent: AgentName) -> Department:
+        return next((d for d, a in self.desk.agent_departments.items() if a == agent), agent)
+
     def _lookup_for(self, agent: AgentName, text: str) -> Skill:
         """A skill of ``agent`` that only reads: the one for the id named, else the default."""
-        named = extract(text)
-        for entity, name in ENTITY_SKILLS:
-            if named.has(entity) and name in self.registry and self.registry[name].agent == agent:  # type: ignore[arg-type]
-                if not self.registry[name].action:
-                    return self.registry[name]
+        for _entity, skill in self._lookups(self.desk.extractor(text), agent):
+            if not skill.action:
+                return skill
         return self.registry[self.registry.defaults[agent]]
 
     def _fit_entities(self, skill: Skill, text: str, intent: str) -> Skill:
@@ -220,18 +236,16 @@ class Tactician:
         picked by keyword or default rather than because it claims the intent."""
         if self.registry.by_intent(intent) is skill:
             return skill
-        named = extract(text)
-        for entity, name in ENTITY_SKILLS:
-            if (named.has(entity) and entity not in skill.params.model_fields  # type: ignore[arg-type]
-                    and name in self.registry and self.registry[name].agent == skill.agent):
-                return self.registry[name]
+        for entity, other in self._lookups(self.desk.extractor(text), skill.agent):
+            if entity not in skill.params.model_fields:
+                return other
         return skill
 
     def _resume(self, state: ConversationState, entities: Entities) -> Plan | None:
         pending = state.pending
         if pending is None:
             return None
-        supplied = [m for m in pending.missing if entities.has(m)]  # type: ignore[arg-type]
+        supplied = [m for m in pending.missing if entities.has(m)]
         if not supplied:
             return None
         verdict = StageVerdict(stage="resume", department=pending.plan.department, intent=pending.plan.intent,
@@ -241,9 +255,9 @@ class Tactician:
 
     def _clause_step(self, clause: str, step_id: str, depends_on: tuple[str, ...] = ()) -> PlanStep | None:
         p = self.classifier.predict(clause)
-        if p.abstain or p.department not in AGENT_DEPARTMENTS:
+        agent = None if p.abstain else self.agent_for(p.department)
+        if agent is None:
             return None
-        agent: AgentName = p.department  # type: ignore[assignment]
         skill = self._fit_entities(self.registry.choose(agent, p.intent, clause), clause, p.intent)
         return PlanStep(step_id=step_id, agent=agent, skill=skill.name, depends_on=depends_on, clause=clause.strip())
 

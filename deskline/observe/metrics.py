@@ -14,8 +14,6 @@ from deskline.eventlog.events import AgentCompleted, EscalationRequested, ModelC
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 ESCALATION_REASONS = (
-    ("asked for a person", "asked_for_person"),
-    ("fraud", "fraud_or_stolen_card"),
     ("failed bot turns", "failed_turns"),
     ("upset", "negative_sentiment"),
     ("approval limit", "approval"),
@@ -26,6 +24,7 @@ ESCALATION_REASONS = (
 
 
 def escalation_reason(reason: str) -> str:
+    """A label for an escalation the desk decided itself (a rule's escalation has its name)."""
     low = reason.lower()
     return next((label for needle, label in ESCALATION_REASONS if needle in low), "agent_failure")
 
@@ -77,7 +76,7 @@ class DeskMetrics:
                 if e.fallbacks:
                     self.fallbacks.labels(e.role).inc()
             elif isinstance(e, EscalationRequested):
-                self.escalations.labels(escalation_reason(e.reason)).inc()
+                self.escalations.labels(e.rule or escalation_reason(e.reason)).inc()
             elif isinstance(e, AgentCompleted):
                 self.skills.labels(e.result.skill, e.result.status).inc()
 

@@ -20,6 +20,8 @@ Why this module exists and looks the way it does:
   calibrated probability of the department.
 * Text with almost no known words (gibberish, another language) is shrunk towards the uniform
   distribution, so it abstains instead of being routed with borrowed confidence.
+* It knows no department: their names (lowercase identifiers) and order come from the artifact's
+  header, so one module serves the built-in desk's router and any desk's own.
 """
 
 from __future__ import annotations
@@ -35,8 +37,6 @@ from itertools import chain, pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from deskline.handoffs.payload import DEPARTMENTS, Department
-
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     Array = npt.NDArray[Any]
 
 __all__ = [
-    "DEFAULT_MODEL_PATH",
     "FORMAT_VERSION",
     "MAGIC",
     "Classifier",
@@ -56,7 +55,6 @@ __all__ = [
     "read_artifact",
 ]
 
-DEFAULT_MODEL_PATH = Path(__file__).parents[1] / "agents" / "builtin" / "router" / "triage.bin"
 MAGIC = b"DLTRIAGE"
 FORMAT_VERSION = 1
 
@@ -65,6 +63,7 @@ _DENSE_FEATURES = 2000  # intent-model rows kept dense: 2,000 x ~160 intents x 4
 _WORD_CACHE_LIMIT = 50_000  # words whose char n-gram ids are remembered (cleared when full)
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
 _SPACES = re.compile(r"\s+")
+_DEPARTMENT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 def normalise(text: str) -> str:
@@ -90,27 +89,27 @@ def _is_edge_junk(char: str) -> bool:
 class Prediction:
     """One routing decision; ``alternatives`` is the top-3 departments, best first."""
 
-    department: Department
+    department: str
     intent: str
     confidence: float
     intent_confidence: float
     abstain: bool
-    alternatives: tuple[tuple[Department, float], ...]
+    alternatives: tuple[tuple[str, float], ...]
 
 
 @dataclass(frozen=True, slots=True)
 class _Model:
     """The loaded artifact, immutable and shared by every ``Classifier`` of a process."""
 
-    departments: tuple[Department, ...]
+    departments: tuple[str, ...]
     intents: tuple[str, ...]
-    dept_slices: tuple[slice, ...]  # intents are grouped by department, in DEPARTMENTS order
+    dept_slices: tuple[slice, ...]  # intents are grouped by department, in header order
     dept_starts: Array
     word_index: dict[str, int]
     char_index: dict[str, int]
     char_range: tuple[int, int]
     idf: Array
-    dept_weights: Array  # (n_features, 5) float32
+    dept_weights: Array  # (n_features, n_departments) float32
     dept_bias: Array
     intent_indptr: Array  # CSR by feature over the intents
     intent_class: Array
@@ -118,7 +117,7 @@ class _Model:
     intent_dense_row: Array  # feature id -> its row in intent_dense, or -1 (then it is in the sparse part)
     intent_dense: Array  # (n_dense, n_intents) float32: the rows of the features with most weights
     intent_bias: Array
-    meta_coef: Array  # (5, 10): department scores then best intent score per department
+    meta_coef: Array  # (n_dep, 2 n_dep): department scores then best intent score per department
     meta_bias: Array
     intent_temperature: float
     coverage_floor: float
@@ -142,6 +141,11 @@ class Classifier:
         return self._threshold
 
     @property
+    def departments(self) -> tuple[str, ...]:
+        """The departments this model routes to, in the artifact's order."""
+        return self._model.departments
+
+    @property
     def metadata(self) -> dict[str, Any]:
         """What the artifact says about its training (sizes, data digests, parity check)."""
         return self._model.metadata
@@ -151,7 +155,7 @@ class Classifier:
         return Classifier(self._model, threshold)
 
     def probabilities(self, text: str) -> tuple[list[float], FloatArray]:
-        """Calibrated department probabilities (``DEPARTMENTS`` order) and raw intent scores."""
+        """Calibrated department probabilities (``departments`` order) and raw intent scores."""
         model = self._model
         fids, values, coverage = _features(model, normalise(text))
         dept_scores = values @ model.dept_weights[fids] + model.dept_bias
@@ -160,7 +164,10 @@ class Classifier:
         return probs, intent_scores
 
     def predict(self, text: str) -> Prediction:
-        """Route ``text``: department, intent, calibrated confidences and abstention."""
+        """Route ``text``: department, intent, calibrated confidences and abstention.
+
+        ``alternatives`` holds the top three departments (fewer when the model has fewer).
+        """
         model = self._model
         probs, intent_scores = self.probabilities(text)
         ranked = sorted(range(len(probs)), key=lambda k: (-probs[k], k))
@@ -331,12 +338,14 @@ def build_model(header: dict[str, Any], arrays: dict[str, Array]) -> _Model:
     word_vocab: list[str] = header["word_vocab"]
     char_vocab: list[str] = header["char_vocab"]
     offset = len(word_vocab)
-    departments = tuple(cast(Department, d) for d in header["departments"])
-    if departments != DEPARTMENTS:
-        raise ValueError(f"model departments {departments} != {DEPARTMENTS}")
+    departments = _departments(header.get("departments"))
     intent_department = np.asarray(header["intent_department"])
-    if np.any(np.diff(intent_department) < 0) or set(intent_department) != set(range(5)):
-        raise ValueError("model intents must be grouped by department, in DEPARTMENTS order")
+    if (
+        len(intent_department) != len(header["intents"])
+        or np.any(np.diff(intent_department) < 0)
+        or set(intent_department.tolist()) != set(range(len(departments)))
+    ):
+        raise ValueError("model intents must be grouped by department, in the header's department order")
     scale = float(header["intent_scale"])
     starts = np.searchsorted(intent_department, np.arange(len(departments) + 1))
     indptr = np.asarray(arrays["intent_indptr"], dtype=np.int64)
@@ -369,6 +378,18 @@ def build_model(header: dict[str, Any], arrays: dict[str, Array]) -> _Model:
     )
 
 
+def _departments(names: object) -> tuple[str, ...]:
+    """The header's department names: at least two distinct lowercase identifiers."""
+    if not isinstance(names, list) or len(names) < 2:
+        raise ValueError(f"model departments must be a list of at least two names, not {names!r}")
+    for name in names:
+        if not isinstance(name, str) or not _DEPARTMENT_NAME.match(name):
+            raise ValueError(f"model department {name!r} is not a lowercase identifier")
+    if len(set(names)) != len(names):
+        raise ValueError(f"model departments repeat a name: {names}")
+    return tuple(names)
+
+
 @lru_cache(maxsize=4)
 def _load_model(path: Path) -> _Model:
     header, arrays = read_artifact(path)
@@ -376,7 +397,6 @@ def _load_model(path: Path) -> _Model:
 
 
 @lru_cache(maxsize=16)
-def load_classifier(path: Path | None = None, threshold: float | None = None) -> Classifier:
-    """The classifier of ``path`` (default: the shipped model), loaded once per process."""
-    model = _load_model(Path(path) if path is not None else DEFAULT_MODEL_PATH)
-    return Classifier(model, threshold)
+def load_classifier(path: Path | str, threshold: float | None = None) -> Classifier:
+    """The router file at ``path`` (a desk's ``router``), loaded once per process."""
+    return Classifier(_load_model(Path(path)), threshold)

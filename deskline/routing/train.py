@@ -1,105 +1,102 @@
-"""Training of the local triage classifier (needs scikit-learn; the runtime does not).
+"""Training of a desk's local router (needs scikit-learn; the runtime does not).
+
+The trainer knows no department: a desk brings labelled examples (CSV or JSON lines with
+``text``, ``department`` and optionally ``intent``), :func:`read_examples` checks them,
+:func:`cross_validate` says how well they can be learned, :func:`build` trains the artifact and
+:func:`write` stores it for :func:`deskline.routing.classifier.load_classifier`. ``deskline
+train`` (:mod:`deskline.routing.commands`) runs all four; the built-in desk's router is built
+the same way by :mod:`deskline.agents.builtin.router.build`.
 
 Why it is built this way:
 
-* Department labels are unions of very different intents (``human`` is both "my card was
-  stolen" and "let me talk to a person"), which a single linear department model separates
-  poorly. So two linear SVMs are trained on the same tf-idf features (word 1-2-grams plus
-  ``char_wb`` 2-5-grams, sublinear tf): one over the 5 departments and one over every
-  (department, intent) pair. A multinomial logistic stacker turns the department scores and the
-  best intent score of each department into calibrated department probabilities. It is fitted
-  on scores of held-out rows (half of each intent, scored by SVMs fitted on the other half), so
-  its probabilities are honest about unseen text.
-* ``python -m deskline.routing.train`` rebuilds the shipped artifact deterministically: fixed
-  seeds (liblinear's included), sorted vocabularies, a fixed data order and an uncompressed
-  binary file. It takes ~25-45 s on two vCPUs, most of it the intent SVM.
-* The exported intent matrix keeps only its largest weights (int16), which keeps the artifact
-  small and the pure-Python scoring in :mod:`deskline.routing.classifier` fast; ``build``
-  checks that the pure-Python predictions agree with scikit-learn's on a held-out sample.
-* Data: BANKING77 (train split minus a 10 % hold-out, see ``prepare_data``), CLINC150 train and
-  our own hand-written ``desk_examples.csv``. The Bitext file is never read here. Intents are
-  the source labels, except that the 90 intents of six off-topic CLINC150 domains (travel,
-  home, ...) are learned as one ``off_topic_<domain>`` class each.
+* Department labels are often unions of very different intents (the built-in ``human`` is both
+  "my card was stolen" and "let me talk to a person"), which a single linear department model
+  separates poorly. So two linear SVMs are trained on the same tf-idf features (word
+  1-2-grams plus ``char_wb`` n-grams, sublinear tf): one over the departments and one over
+  every (department, intent) pair. A multinomial logistic stacker turns the department scores
+  and the best intent score of each department into calibrated department probabilities. It is
+  fitted on scores of held-out rows (half of each intent, scored by SVMs fitted on the other
+  half), so its probabilities are honest about unseen text. Intents with a single example
+  cannot be halved; they are pooled by department and halved together.
+* Deterministic: fixed seeds (liblinear's included), sorted vocabularies, the caller's row
+  order, departments in a fixed order (sorted unless given) and an uncompressed binary file
+  whose header is canonical JSON: the same examples give the same bytes.
+* The exported intent matrix keeps only its largest weights (int16): a share of them
+  (``intent_keep``) but never fewer than ``min_intent_weights``, so a small desk keeps its whole
+  intent model while a large one stays small and fast to score in pure Python/numpy.
+  ``build`` checks that the runtime's predictions agree with scikit-learn's on a sample.
+* The word n-grams are fixed at 1-2 (the runtime re-implements exactly that); the char n-gram
+  range, the SVM and stacker regularisation and the pruning are :class:`TrainSettings`.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import io
 import json
 import math
-import time
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import os
+import re
+import warnings
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from deskline.handoffs.payload import DEPARTMENTS, Department
-from deskline.routing.classifier import (
-    DEFAULT_MODEL_PATH,
-    FORMAT_VERSION,
-    MAGIC,
-    Classifier,
-    build_model,
-    normalise,
-)
+from deskline.errors import DesklineError
+from deskline.routing.classifier import FORMAT_VERSION, MAGIC, Classifier, build_model, normalise
 
-DATA_DIR = Path(__file__).parents[1] / "agents" / "builtin" / "router" / "data"
-TRAIN_FILES = ("banking77_train.csv", "clinc150_train.csv", "desk_examples.csv")
-HOLDOUT_FILE = "banking77_holdout.csv"
-HOLDOUT_EVERY = 10  # every 10th BANKING77 row of an intent (by text digest) is held out
+__all__ = [
+    "MIN_EXAMPLES",
+    "DepartmentScore",
+    "Example",
+    "Scores",
+    "TrainSettings",
+    "TrainingDataError",
+    "build",
+    "check_examples",
+    "classifier_of",
+    "cross_validate",
+    "evaluate",
+    "read_examples",
+    "score",
+    "write",
+]
 
-SEED = 0
-WORD_NGRAMS = (1, 2)
-CHAR_NGRAMS = (2, 5)
-CHAR_MIN_DF = 2
-SVM_C = 0.5
-META_C = 1.0
-INTENT_KEEP = 0.03  # fraction of intent weights (largest |w|) kept in the artifact
-COVERAGE_FLOOR = 0.5  # below this share of known words, confidence shrinks towards uniform
-THRESHOLD = 0.5  # default abstention threshold on the department probability
-# Log-odds added to ``human``: a missed fraud report or stolen card costs far more than an extra
-# escalation. 1.0 buys ~+1.5 points of human recall for ~-0.5 point of out-of-scope macro-F1.
-HUMAN_BIAS = 1.0
+MIN_EXAMPLES = 8  # per department: fewer cannot be split for calibration and cross-validation
 PARITY_SAMPLE = 2000
 ALIGN = 16
+WORD_NGRAMS = (1, 2)  # fixed: the runtime's word features are exactly unigrams and bigrams
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_ABSENT = -1e6  # score of an intent a calibration half never saw (it never wins a max)
+_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
+_INTENT_COLUMNS = ("intent", "source_intent")
 
 
-# CLINC150 domains with nothing to do with a support desk. Their 90 intents are learned as one
-# class per domain: the desk only needs "off topic, which kind", and it halves training time.
-OFF_TOPIC_DOMAINS: dict[str, str] = {
-    "kitchen_and_dining": (
-        "accept_reservations calories cancel_reservation confirm_reservation cook_time food_last "
-        "how_busy ingredient_substitution ingredients_list meal_suggestion nutrition_info recipe "
-        "restaurant_reservation restaurant_reviews restaurant_suggestion"
-    ),
-    "home": (
-        "calendar calendar_update next_song order order_status play_music reminder "
-        "reminder_update shopping_list shopping_list_update smart_home todo_list todo_list_update "
-        "update_playlist what_song"
-    ),
-    "auto_and_commute": (
-        "current_location directions distance gas gas_type jump_start last_maintenance mpg "
-        "oil_change_how oil_change_when schedule_maintenance tire_change tire_pressure traffic uber"
-    ),
-    "travel": (
-        "book_flight book_hotel car_rental carry_on exchange_rate flight_status "
-        "international_visa lost_luggage plug_type timezone translate travel_alert "
-        "travel_notification travel_suggestion vaccines"
-    ),
-    "utility": (
-        "alarm calculator date definition find_phone flip_coin make_call measurement_conversion "
-        "roll_dice share_location spelling text time timer weather"
-    ),
-    "work": (
-        "direct_deposit income insurance insurance_change meeting_schedule next_holiday payday "
-        "pto_balance pto_request pto_request_status pto_used rollover_401k schedule_meeting taxes w2"
-    ),
-}
-_OFF_TOPIC_DOMAIN = {i: d for d, names in OFF_TOPIC_DOMAINS.items() for i in names.split()}
+class TrainingDataError(DesklineError):
+    """Training examples that cannot be used: the message names the file and, where it can, the line."""
+
+    code = "invalid_training_data"
+
+
+@dataclass(frozen=True, slots=True)
+class TrainSettings:
+    """The trainer's knobs. The defaults are the built-in router's (its file depends on them)."""
+
+    char_ngrams: tuple[int, int] = (2, 5)
+    char_min_df: int = 2
+    svm_c: float = 0.5  # both linear SVMs
+    meta_c: float = 1.0  # the logistic stacker
+    intent_keep: float = 0.03  # share of intent weights (largest |w|) kept in the artifact...
+    min_intent_weights: int = 200_000  # ...but at least this many (all of a small model)
+    coverage_floor: float = 0.5  # below this share of known words, confidence shrinks to uniform
+    threshold: float = 0.5  # the artifact's default abstention threshold
+    seed: int = 0
+
+
+DEFAULT_SETTINGS = TrainSettings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,85 +115,230 @@ class Example:
 
 @dataclass(frozen=True, slots=True)
 class LinearFit:
-    """The coefficients of the two linear SVMs fitted on one set of rows."""
+    """The coefficients of the two linear SVMs fitted on one set of rows, one row per class
+    (classes a fit never saw get zero weights and a very low bias)."""
 
     dept_coef: Any
     dept_bias: Any
     intent_coef: Any
     intent_bias: Any
+    intent_seen: Any  # bool per intent: did this fit have examples of it
 
 
-def read_rows(path: Path, source: str) -> list[Example]:
-    """The rows of one labelled CSV (text, source_intent, department, ambiguous)."""
-    with path.open(encoding="utf-8", newline="") as handle:
-        return [
-            Example(normalise(row["text"]), row["source_intent"], row["department"], source)
-            for row in csv.DictReader(handle)
-            if row["department"] in DEPARTMENTS and normalise(row["text"])
-        ]
+@dataclass(frozen=True, slots=True)
+class DepartmentScore:
+    precision: float
+    recall: float
+    f1: float
+    support: int
 
 
-def read_training_rows(data_dir: Path) -> list[Example]:
-    """All training rows, in file order, with off-topic CLINC150 intents grouped by domain."""
-    rows: list[Example] = []
-    for name in TRAIN_FILES:
-        rows.extend(read_rows(data_dir / name, name.split("_")[0]))
-    return [_grouped(row) for row in rows]
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """Department-level quality of a router on labelled rows (cross-validated or held out).
 
-
-def _grouped(row: Example) -> Example:
-    domain = _OFF_TOPIC_DOMAIN.get(row.intent)
-    if row.source != "clinc150" or row.department != "other" or domain is None:
-        return row
-    return Example(row.text, f"off_topic_{domain}", row.department, row.source)
-
-
-def prepare_data(source_dir: Path, data_dir: Path = DATA_DIR) -> None:
-    """Derive the shipped CSVs from the public files: BANKING77 train minus a hold-out split.
-
-    Within each intent the rows are ordered by the SHA-256 of their text and every
-    ``HOLDOUT_EVERY``-th one goes to the hold-out file, which is never trained on.
+    Abstention is ignored: a prediction is its best department, whatever its confidence;
+    ``abstain_rate`` says how often the router would have abstained at its threshold.
     """
-    with (source_dir / "banking77_train.csv").open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        fields = list(reader.fieldnames or [])
-        rows = list(reader)
-    by_intent: dict[str, list[dict[str, str]]] = defaultdict(list)
-    for row in rows:
-        by_intent[row["source_intent"]].append(row)
-    held: set[int] = set()
-    for members in by_intent.values():
-        ordered = sorted(members, key=lambda r: hashlib.sha256(r["text"].encode()).hexdigest())
-        held.update(id(r) for r in ordered[HOLDOUT_EVERY - 1 :: HOLDOUT_EVERY])
-    _write_csv(data_dir / "banking77_train.csv", fields, [r for r in rows if id(r) not in held])
-    _write_csv(data_dir / HOLDOUT_FILE, fields, [r for r in rows if id(r) in held])
-    clinc = (source_dir / "clinc150_train.csv").read_bytes()
-    (data_dir / "clinc150_train.csv").write_bytes(clinc)
+
+    rows: int
+    macro_f1: float
+    accuracy: float
+    departments: dict[str, DepartmentScore]
+    confusions: tuple[tuple[str, str, int], ...]  # (true, predicted, count), worst first
+    abstain_rate: float = 0.0
+    folds: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "folds": self.folds,
+            "macro_f1": self.macro_f1,
+            "accuracy": self.accuracy,
+            "abstain_rate": self.abstain_rate,
+            "departments": {
+                name: {"precision": s.precision, "recall": s.recall, "f1": s.f1, "support": s.support}
+                for name, s in self.departments.items()
+            },
+            "confusions": [{"true": t, "predicted": p, "count": n} for t, p, n in self.confusions],
+        }
 
 
-def _write_csv(path: Path, fields: list[str], rows: list[dict[str, str]]) -> None:
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+# --------------------------------------------------------------------------------------------
+# Reading and checking examples
 
 
-def _vectorizer() -> Any:
+def read_examples(paths: Iterable[str | os.PathLike[str]]) -> list[Example]:
+    """The labelled rows of CSV or JSON-lines files, in file then row order, checked.
+
+    Columns (CSV) or keys (JSON lines): ``text``, ``department`` and optionally ``intent`` (or
+    ``source_intent``; without either, the intent is the department). Departments are stripped
+    and lower-cased and must then be lowercase identifiers. Rows whose text is empty once
+    normalised are skipped. Raises :class:`TrainingDataError` on a missing or unreadable file,
+    a file without the ``text`` or ``department`` column, a file without a usable row, a bad
+    department name, fewer than two departments overall or a department with fewer than
+    ``MIN_EXAMPLES`` examples.
+    """
+    files = [Path(p) for p in paths]
+    if not files:
+        raise TrainingDataError("no training file given")
+    examples: list[Example] = []
+    for path in files:
+        examples.extend(_read_file(path))
+    check_examples(examples, where=", ".join(str(p) for p in files))
+    return examples
+
+
+def _read_file(path: Path) -> list[Example]:
+    kind = _FORMATS.get(path.suffix.lower())
+    if kind is None:
+        raise TrainingDataError(
+            f"{path}: unknown file type {path.suffix or '(none)'!r}; use .csv, .jsonl or .json (JSON lines)",
+            file=str(path),
+        )
+    if not path.is_file():
+        raise TrainingDataError(f"{path}: no such file", file=str(path))
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            rows = list(_csv_rows(path, handle) if kind == "csv" else _json_rows(path, handle))
+    except UnicodeDecodeError as exc:
+        raise TrainingDataError(f"{path}: not UTF-8 text ({exc.reason})", file=str(path)) from None
+    except csv.Error as exc:
+        raise TrainingDataError(f"{path}: not a readable CSV file ({exc})", file=str(path)) from None
+    examples = [_example(path, line, row) for line, row in rows]
+    usable = [e for e in examples if e is not None]
+    if not usable:
+        raise TrainingDataError(
+            f"{path}: no usable rows (each needs a non-empty 'text' and a 'department')", file=str(path)
+        )
+    return usable
+
+
+def _csv_rows(path: Path, handle: Any) -> Iterable[tuple[int, dict[str, Any]]]:
+    reader = csv.DictReader(handle)
+    columns = [c.strip() for c in reader.fieldnames or []]
+    reader.fieldnames = columns
+    if not columns:
+        raise TrainingDataError(f"{path}: empty file (no header row and no usable rows)", file=str(path))
+    for needed in ("text", "department"):
+        if needed not in columns:
+            raise TrainingDataError(
+                f"{path}: no {needed!r} column (columns: {', '.join(columns)}); "
+                "a training file needs 'text' and 'department' (and optionally 'intent')",
+                file=str(path),
+            )
+    for row in reader:
+        yield reader.line_num, row
+
+
+def _json_rows(path: Path, handle: Any) -> Iterable[tuple[int, dict[str, Any]]]:
+    for line, raw in enumerate(handle, start=1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise TrainingDataError(f"{path} line {line}: not JSON ({exc.msg})", file=str(path), line=line) from None
+        if not isinstance(row, dict):
+            raise TrainingDataError(f"{path} line {line}: not a JSON object", file=str(path), line=line)
+        for needed in ("text", "department"):
+            if needed not in row:
+                raise TrainingDataError(
+                    f"{path} line {line}: no {needed!r} field; every line needs 'text' and 'department'",
+                    file=str(path),
+                    line=line,
+                )
+        yield line, row
+
+
+def _example(path: Path, line: int, row: Mapping[str, Any]) -> Example | None:
+    """One row as an example; ``None`` for a row without text."""
+    values = {}
+    for name in ("text", "department", *_INTENT_COLUMNS):
+        value = row.get(name)
+        if value is not None and not isinstance(value, str):
+            raise TrainingDataError(f"{path} line {line}: {name!r} must be a string", file=str(path), line=line)
+        values[name] = value or ""
+    text = normalise(values["text"])
+    department = values["department"].strip().lower()
+    if not text:
+        return None
+    if not _NAME.match(department):
+        what = f"department {values['department']!r}" if department else "an empty department"
+        raise TrainingDataError(
+            f"{path} line {line}: {what}; a department is a lowercase identifier "
+            "(a letter, then letters, digits or '_')",
+            file=str(path),
+            line=line,
+        )
+    intent = values["intent"].strip() or values["source_intent"].strip() or department
+    return Example(text, intent, department, path.stem)
+
+
+def check_examples(examples: Sequence[Example], *, where: str = "the training data") -> None:
+    """Raise :class:`TrainingDataError` unless the examples can train a router: at least two
+    departments, each with at least ``MIN_EXAMPLES`` examples."""
+    counts = Counter(e.department for e in examples)
+    if not counts:
+        raise TrainingDataError(f"{where}: no usable rows")
+    if len(counts) < 2:
+        (only,) = counts
+        raise TrainingDataError(
+            f"{where}: only one department ({only!r}); a router needs at least two", departments=[only]
+        )
+    small = sorted((n, d) for d, n in counts.items() if n < MIN_EXAMPLES)
+    if small:
+        detail = "; ".join(f"department {d!r} has {n} example{'s' * (n != 1)}" for n, d in small)
+        raise TrainingDataError(
+            f"{where}: {detail}; at least {MIN_EXAMPLES} are needed",
+            departments={d: n for n, d in small},
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Fitting
+
+
+@dataclass(slots=True)
+class _Fitted:
+    """The scikit-learn side of one training run, before export."""
+
+    examples: Sequence[Example]
+    departments: list[str]
+    intent_keys: list[str]
+    intent_dept: Any
+    vectorizer: Any
+    full: LinearFit
+    meta_coef: Any  # (n_dep, 2 n_dep)
+    meta_intercept: Any
+    stacker: Any
+    temperature: float
+    settings: TrainSettings = field(default=DEFAULT_SETTINGS)
+
+
+def _require_sklearn() -> None:
+    try:
+        import sklearn  # type: ignore[import-untyped]  # noqa: F401
+    except ImportError:
+        raise ModuleNotFoundError(
+            "training a router needs scikit-learn (the router itself does not): pip install scikit-learn",
+            name="sklearn",
+        ) from None
+
+
+def _vectorizer(settings: TrainSettings) -> Any:
     from sklearn.feature_extraction.text import TfidfVectorizer  # type: ignore[import-untyped]
     from sklearn.pipeline import FeatureUnion  # type: ignore[import-untyped]
 
     return FeatureUnion(
         [
-            (
-                "word",
-                TfidfVectorizer(ngram_range=WORD_NGRAMS, sublinear_tf=True, lowercase=False),
-            ),
+            ("word", TfidfVectorizer(ngram_range=WORD_NGRAMS, sublinear_tf=True, lowercase=False)),
             (
                 "char",
                 TfidfVectorizer(
                     analyzer="char_wb",
-                    ngram_range=CHAR_NGRAMS,
-                    min_df=CHAR_MIN_DF,
+                    ngram_range=tuple(settings.char_ngrams),
+                    min_df=settings.char_min_df,
                     sublinear_tf=True,
                     lowercase=False,
                 ),
@@ -205,43 +347,65 @@ def _vectorizer() -> Any:
     )
 
 
-def _fit_linear(matrix: Any, dept_labels: Any, intent_labels: Any) -> LinearFit:
-    """Both SVMs on one set of rows (runs in a worker process)."""
+def _one_row_per_class(model: Any, n_classes: int) -> tuple[Any, Any, Any]:
+    """A fitted linear model's coefficients with one row per class ``0..n_classes-1``."""
+    import numpy as np
+
+    coef, bias, seen = model.coef_, model.intercept_, model.classes_
+    if len(seen) == 2 and coef.shape[0] == 1:  # binary: one decision function, for class 1
+        coef, bias = np.vstack([-coef, coef]), np.concatenate([-bias, bias])
+    present = np.zeros(n_classes, dtype=bool)
+    present[seen] = True
+    if len(seen) == n_classes:
+        return coef, bias, present
+    full_coef = np.zeros((n_classes, coef.shape[1]), dtype=coef.dtype)
+    full_bias = np.full(n_classes, _ABSENT, dtype=np.float64)
+    full_coef[seen], full_bias[seen] = coef, bias
+    return full_coef, full_bias, present
+
+
+def _fit_linear(
+    matrix: Any, dept_labels: Any, intent_labels: Any, n_dep: int, n_intents: int, settings: TrainSettings
+) -> LinearFit:
+    """Both SVMs on one set of rows."""
     from sklearn.svm import LinearSVC  # type: ignore[import-untyped]
 
-    dept = LinearSVC(C=SVM_C, random_state=SEED, max_iter=5000).fit(matrix, dept_labels)
-    intent = LinearSVC(C=SVM_C, random_state=SEED, max_iter=5000).fit(matrix, intent_labels)
-    return LinearFit(dept.coef_, dept.intercept_, intent.coef_, intent.intercept_)
+    def svm() -> Any:
+        return LinearSVC(C=settings.svm_c, random_state=settings.seed, max_iter=5000)
+
+    dept_coef, dept_bias, _ = _one_row_per_class(svm().fit(matrix, dept_labels), n_dep)
+    with warnings.catch_warnings():  # many intents of few examples each is expected, not a regression
+        warnings.filterwarnings("ignore", message="The number of unique classes is greater than 50%")
+        intent_model = svm().fit(matrix, intent_labels)
+    intent_coef, intent_bias, seen = _one_row_per_class(intent_model, n_intents)
+    return LinearFit(dept_coef, dept_bias, intent_coef, intent_bias, seen)
 
 
-def _halves(keys: Sequence[str]) -> list[bool]:
-    """Which rows are held out of the calibration fit: every other row of each intent."""
+def _halves(keys: Sequence[str], departments: Sequence[str], seed: int) -> list[bool]:
+    """Which rows are held out of the calibration fit: every other row of each intent (in a
+    seeded hash order); intents with one row are pooled by department and halved together."""
     by_key: dict[str, list[int]] = defaultdict(list)
     for index, key in enumerate(keys):
         by_key[key].append(index)
-    held = [False] * len(keys)
+    groups = [members for members in by_key.values() if len(members) > 1]
+    singles: dict[str, list[int]] = defaultdict(list)
     for members in by_key.values():
-        members.sort(key=lambda i: hashlib.sha256(f"{SEED}:{i}".encode()).hexdigest())
+        if len(members) == 1:
+            singles[departments[members[0]]].append(members[0])
+    groups.extend(singles.values())
+    held = [False] * len(keys)
+    for members in groups:
+        members.sort(key=lambda i: hashlib.sha256(f"{seed}:{i}".encode()).hexdigest())
         for index in members[1::2]:
             held[index] = True
     return held
 
 
-def _fit_both(matrix: Any, depts: Any, intents: Any, held: Any) -> tuple[LinearFit, LinearFit]:
-    """The fit on all rows and the calibration fit on the other half.
-
-    Sequential on purpose: on the 2-vCPU machines this runs on, two concurrent liblinear fits
-    each ran more than twice as slowly (shared cache and memory bandwidth).
-    """
-    full = _fit_linear(matrix, depts, intents)
-    half = _fit_linear(matrix[~held], depts[~held], intents[~held])
-    return full, half
-
-
 def _stack_inputs(dept_scores: Any, intent_scores: Any, intent_dept: Any) -> Any:
     import numpy as np
 
-    best = [intent_scores[:, intent_dept == d].max(axis=1) for d in range(len(DEPARTMENTS))]
+    n_dep = dept_scores.shape[1]
+    best = [intent_scores[:, intent_dept == d].max(axis=1) for d in range(n_dep)]
     return np.hstack([dept_scores, np.stack(best, axis=1)])
 
 
@@ -263,13 +427,86 @@ def _fit_temperature(scores: Any, intent_index: Any, dept_index: Any, intent_dep
     return best_t
 
 
+def _department_order(examples: Sequence[Example], departments: Sequence[str] | None) -> list[str]:
+    present = {e.department for e in examples}
+    if departments is None:
+        return sorted(present)
+    order = list(departments)
+    bad = [d for d in order if not isinstance(d, str) or not _NAME.match(d)]
+    if bad or len(set(order)) != len(order):
+        raise TrainingDataError(f"departments must be distinct lowercase identifiers, not {order}")
+    if set(order) != present:
+        missing, extra = sorted(set(order) - present), sorted(present - set(order))
+        raise TrainingDataError(
+            f"the department order {order} does not match the examples' departments "
+            f"(without examples: {missing}; not in the order: {extra})"
+        )
+    return order
+
+
+def _fit(examples: Sequence[Example], departments: Sequence[str] | None, settings: TrainSettings) -> _Fitted:
+    """Vectoriser, both SVMs, the stacker and the intent temperature for ``examples``."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
+
+    order = _department_order(examples, departments)
+    rank = {d: k for k, d in enumerate(order)}
+    intent_keys = sorted({e.key for e in examples}, key=lambda k: (rank[k.split("/", 1)[0]], k.split("/", 1)[1]))
+    key_index = {k: i for i, k in enumerate(intent_keys)}
+    intent_dept = np.array([rank[k.split("/", 1)[0]] for k in intent_keys])
+    dept_y = np.array([rank[e.department] for e in examples])
+    intent_y = np.array([key_index[e.key] for e in examples])
+
+    vectorizer = _vectorizer(settings)
+    try:
+        matrix = vectorizer.fit_transform([e.text for e in examples]).tocsr()
+    except ValueError as exc:  # e.g. no word of two letters or no char n-gram seen twice
+        raise TrainingDataError(f"the examples give no usable features: {exc}") from None
+    held = np.array(_halves([e.key for e in examples], [e.department for e in examples], settings.seed))
+    n_dep, n_intents = len(order), len(intent_keys)
+    if not (set(dept_y[held].tolist()) == set(dept_y[~held].tolist()) == set(range(n_dep))):
+        raise TrainingDataError(
+            "every department needs at least two examples, one on each side of the calibration split"
+        )
+    full = _fit_linear(matrix, dept_y, intent_y, n_dep, n_intents, settings)
+    half = _fit_linear(matrix[~held], dept_y[~held], intent_y[~held], n_dep, n_intents, settings)
+    held_dept = matrix[held] @ half.dept_coef.T + half.dept_bias
+    held_intent = matrix[held] @ half.intent_coef.T + half.intent_bias
+    stacker = LogisticRegression(C=settings.meta_c, max_iter=5000)
+    stacker.fit(_stack_inputs(held_dept, held_intent, intent_dept), dept_y[held])
+    meta_coef, meta_intercept = stacker.coef_, stacker.intercept_
+    if meta_coef.shape[0] == 1:  # binary: softmax over (0, z) is the sigmoid of z
+        meta_coef = np.vstack([np.zeros_like(meta_coef), meta_coef])
+        meta_intercept = np.concatenate([np.zeros_like(meta_intercept), meta_intercept])
+    seen = half.intent_seen[intent_y[held]]
+    if seen.all():
+        temperature = _fit_temperature(held_intent, intent_y[held], dept_y[held], intent_dept)
+    elif seen.any():
+        temperature = _fit_temperature(held_intent[seen], intent_y[held][seen], dept_y[held][seen], intent_dept)
+    else:
+        temperature = 1.0
+    return _Fitted(
+        examples,
+        order,
+        intent_keys,
+        intent_dept,
+        vectorizer,
+        full,
+        meta_coef,
+        meta_intercept,
+        stacker,
+        temperature,
+        settings,
+    )
+
+
 def _prune_intents(coef: Any, keep: float) -> tuple[Any, Any, Any, float]:
     """CSR (by feature) of the largest ``keep`` share of intent weights, int16-quantised."""
     import numpy as np
 
     magnitude = np.abs(coef)
     cutoff = float(np.quantile(magnitude, 1.0 - keep))
-    scale = float(magnitude.max()) / 32767.0
+    scale = float(magnitude.max()) / 32767.0 or 1.0
     quantised = np.rint(coef / scale).astype(np.int16)
     by_feature = np.where(magnitude >= cutoff, quantised, 0).T  # (n_features, n_intents)
     features, classes = np.nonzero(by_feature)  # row-major: sorted by feature, then class
@@ -279,52 +516,45 @@ def _prune_intents(coef: Any, keep: float) -> tuple[Any, Any, Any, float]:
     return indptr, classes.astype(class_dtype), weights, scale
 
 
-def build(data_dir: Path = DATA_DIR) -> dict[str, Any]:
-    """Train on the shipped CSVs and return the artifact (header + arrays) for ``write``."""
+def _export(
+    fitted: _Fitted,
+    *,
+    department_bias: Mapping[str, float] | None,
+    data_sha256: str | None,
+    parity_rows: Sequence[str] | None,
+    check_parity: bool = True,
+) -> dict[str, Any]:
     import numpy as np
-    from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
 
-    rows = read_training_rows(data_dir)
-    departments: list[str] = list(DEPARTMENTS)
-    intent_keys = sorted({row.key for row in rows}, key=_department_order)
-    intent_dept = np.array([departments.index(k.split("/", 1)[0]) for k in intent_keys])
-    dept_y = np.array([departments.index(row.department) for row in rows])
-    intent_y = np.array([intent_keys.index(row.key) for row in rows])
-
-    vectorizer = _vectorizer()
-    matrix = vectorizer.fit_transform([row.text for row in rows]).tocsr()
-    held = np.array(_halves([row.key for row in rows]))
-    full, half = _fit_both(matrix, dept_y, intent_y, held)
-    held_dept = matrix[held] @ half.dept_coef.T + half.dept_bias
-    held_intent = matrix[held] @ half.intent_coef.T + half.intent_bias
-    stacker = LogisticRegression(C=META_C, max_iter=5000)
-    stacker.fit(_stack_inputs(held_dept, held_intent, intent_dept), dept_y[held])
-    temperature = _fit_temperature(held_intent, intent_y[held], dept_y[held], intent_dept)
-
+    settings, departments, examples = fitted.settings, fitted.departments, fitted.examples
+    full, vectorizer = fitted.full, fitted.vectorizer
     word = vectorizer.transformer_list[0][1]
     char = vectorizer.transformer_list[1][1]
     word_vocab = sorted(word.vocabulary_, key=word.vocabulary_.__getitem__)
     char_vocab = sorted(char.vocabulary_, key=char.vocabulary_.__getitem__)
-    indptr, classes, weights, scale = _prune_intents(full.intent_coef, INTENT_KEEP)
+    size = full.intent_coef.size
+    keep = max(settings.intent_keep, min(1.0, settings.min_intent_weights / size))
+    indptr, classes, weights, scale = _prune_intents(full.intent_coef, keep)
+    sources = sorted({e.source for e in examples})
     header: dict[str, Any] = {
         "format": FORMAT_VERSION,
-        "departments": departments,
-        "intents": [k.split("/", 1)[1] for k in intent_keys],
-        "intent_department": [int(d) for d in intent_dept],
+        "departments": list(departments),
+        "intents": [k.split("/", 1)[1] for k in fitted.intent_keys],
+        "intent_department": [int(d) for d in fitted.intent_dept],
         "word_vocab": word_vocab,
         "char_vocab": char_vocab,
-        "char_ngram": list(CHAR_NGRAMS),
+        "char_ngram": list(settings.char_ngrams),
         "dept_bias": [float(b) for b in full.dept_bias],
         "intent_bias": [float(b) for b in full.intent_bias],
         "intent_scale": scale,
-        "meta_coef": stacker.coef_.tolist(),
-        "meta_bias": _biased(stacker.intercept_.tolist(), departments),
-        "intent_temperature": temperature,
-        "coverage_floor": COVERAGE_FLOOR,
-        "threshold": THRESHOLD,
+        "meta_coef": fitted.meta_coef.tolist(),
+        "meta_bias": _biased(fitted.meta_intercept.tolist(), departments, department_bias),
+        "intent_temperature": fitted.temperature,
+        "coverage_floor": settings.coverage_floor,
+        "threshold": settings.threshold,
         "metadata": {
-            "training_rows": {s: sum(r.source == s for r in rows) for s in _sources(rows)},
-            "data_sha256": _digest(data_dir / name for name in TRAIN_FILES),
+            "training_rows": {s: sum(e.source == s for e in examples) for s in sources},
+            "data_sha256": data_sha256 or examples_digest(examples),
             "n_features": len(word_vocab) + len(char_vocab),
             "intent_weights_kept": len(weights),
         },
@@ -337,29 +567,151 @@ def build(data_dir: Path = DATA_DIR) -> dict[str, Any]:
         "intent_weights": weights,
     }
     artifact = {"header": header, "arrays": arrays}
-    header["metadata"]["parity"] = parity(artifact, vectorizer, full, stacker, data_dir)
+    if check_parity:
+        if parity_rows is None:
+            step = max(1, math.ceil(len(examples) / PARITY_SAMPLE))
+            texts = [e.text for e in examples[::step]]
+        else:
+            texts = [normalise(t) for t in parity_rows]
+        header["metadata"]["parity"] = parity(artifact, fitted, texts[:PARITY_SAMPLE])
     return artifact
 
 
-def _biased(intercepts: list[float], departments: list[str]) -> list[float]:
-    human = departments.index("human")
-    return [b + HUMAN_BIAS if k == human else b for k, b in enumerate(intercepts)]
+def _biased(intercepts: list[float], departments: Sequence[str], bias: Mapping[str, float] | None) -> list[float]:
+    bias = bias or {}
+    unknown = sorted(set(bias) - set(departments))
+    if unknown:
+        raise TrainingDataError(f"department_bias names departments without examples: {unknown}")
+    return [b + bias[d] if d in bias else b for d, b in zip(departments, intercepts, strict=True)]
 
 
-def _department_order(key: str) -> tuple[int, str]:
-    department, intent = key.split("/", 1)
-    return list(DEPARTMENTS).index(cast(Department, department)), intent
-
-
-def _sources(rows: Iterable[Example]) -> list[str]:
-    return sorted({row.source for row in rows})
-
-
-def _digest(paths: Iterable[Path]) -> str:
+def examples_digest(examples: Iterable[Example]) -> str:
+    """SHA-256 of the examples (department, intent and normalised text, in order)."""
     digest = hashlib.sha256()
-    for path in paths:
-        digest.update(path.read_bytes())
+    for e in examples:
+        digest.update(f"{e.department}\t{e.intent}\t{e.text}\n".encode())
     return digest.hexdigest()
+
+
+def build(
+    examples: Sequence[Example],
+    *,
+    departments: Sequence[str] | None = None,
+    department_bias: Mapping[str, float] | None = None,
+    parity_rows: Sequence[str] | None = None,
+    settings: TrainSettings = DEFAULT_SETTINGS,
+    data_sha256: str | None = None,
+) -> dict[str, Any]:
+    """Train a router on ``examples`` and return its artifact (header + arrays) for ``write``.
+
+    ``departments`` fixes the department order (default: sorted names); ``department_bias``
+    adds log-odds to some departments' probabilities (e.g. to favour escalation);
+    ``parity_rows`` are the texts the runtime-vs-scikit-learn check is run on (default: a
+    sample of the training texts); ``data_sha256`` is recorded in the metadata (default: a
+    digest of the examples).
+    """
+    _require_sklearn()
+    check_examples(examples)
+    fitted = _fit(examples, departments, settings)
+    return _export(fitted, department_bias=department_bias, data_sha256=data_sha256, parity_rows=parity_rows)
+
+
+# --------------------------------------------------------------------------------------------
+# Quality
+
+
+def cross_validate(
+    examples: Sequence[Example],
+    folds: int = 5,
+    seed: int = 0,
+    *,
+    departments: Sequence[str] | None = None,
+    department_bias: Mapping[str, float] | None = None,
+    settings: TrainSettings = DEFAULT_SETTINGS,
+) -> Scores:
+    """Stratified (by department) ``folds``-fold scores of the same pipeline ``build`` runs.
+
+    Each fold trains on the other folds, exports the artifact and routes the fold's rows with
+    the runtime classifier, so the figures include pruning, quantisation and ``department_bias``.
+    ``seed`` shuffles the folds; the pipeline's own seed is ``settings.seed``.
+    """
+    import numpy as np
+
+    _require_sklearn()
+    from sklearn.model_selection import StratifiedKFold  # type: ignore[import-untyped]
+
+    check_examples(examples)
+    counts = Counter(e.department for e in examples)
+    smallest, fewest = min((n, d) for d, n in counts.items())
+    if folds < 2:
+        raise TrainingDataError(f"cross-validation needs at least 2 folds, not {folds}")
+    if folds > smallest:
+        raise TrainingDataError(
+            f"{folds} folds need at least {folds} examples per department; {fewest!r} has {smallest}"
+        )
+    labels = np.array([e.department for e in examples])
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    predicted: list[str] = [""] * len(examples)
+    abstained = 0
+    for train_index, test_index in splitter.split(np.zeros(len(examples)), labels):
+        fitted = _fit([examples[i] for i in train_index], departments, settings)
+        artifact = _export(
+            fitted, department_bias=department_bias, data_sha256="", parity_rows=None, check_parity=False
+        )
+        router = classifier_of(artifact)
+        for i in test_index:
+            prediction = router.predict(examples[i].text)
+            predicted[i] = prediction.department
+            abstained += prediction.abstain
+    result = score([e.department for e in examples], predicted, departments or sorted(counts))
+    return Scores(
+        result.rows,
+        result.macro_f1,
+        result.accuracy,
+        result.departments,
+        result.confusions,
+        abstain_rate=abstained / len(examples),
+        folds=folds,
+    )
+
+
+def evaluate(router: Classifier, examples: Sequence[Example]) -> Scores:
+    """The department scores of a loaded router on labelled rows (e.g. a held-out split)."""
+    predictions = [router.predict(e.text) for e in examples]
+    result = score([e.department for e in examples], [p.department for p in predictions], router.departments)
+    abstain_rate = sum(p.abstain for p in predictions) / max(1, len(examples))
+    return Scores(result.rows, result.macro_f1, result.accuracy, result.departments, result.confusions, abstain_rate)
+
+
+def score(
+    truth: Sequence[str], predicted: Sequence[str], departments: Sequence[str] | None = None, worst: int = 10
+) -> Scores:
+    """Per-department precision/recall/F1, their macro mean (over the true departments and
+    ``departments``), accuracy and the ``worst`` most frequent confusions."""
+    names = list(dict.fromkeys([*(departments or ()), *sorted(set(truth))]))
+    pairs = Counter(zip(truth, predicted, strict=True))
+    per: dict[str, DepartmentScore] = {}
+    for name in names:
+        hit = pairs[(name, name)]
+        support = sum(n for (t, _), n in pairs.items() if t == name)
+        called = sum(n for (_, p), n in pairs.items() if p == name)
+        precision = hit / called if called else 0.0
+        recall = hit / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per[name] = DepartmentScore(precision, recall, f1, support)
+    scored = [s.f1 for s in per.values() if s.support]
+    confusions = sorted(((t, p, n) for (t, p), n in pairs.items() if t != p), key=lambda c: (-c[2], c[0], c[1]))
+    return Scores(
+        rows=len(truth),
+        macro_f1=sum(scored) / len(scored) if scored else 0.0,
+        accuracy=sum(pairs[(n, n)] for n in names) / max(1, len(truth)),
+        departments=per,
+        confusions=tuple(confusions[:worst]),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Runtime parity and the artifact file
 
 
 def classifier_of(artifact: dict[str, Any]) -> Classifier:
@@ -367,10 +719,8 @@ def classifier_of(artifact: dict[str, Any]) -> Classifier:
     return Classifier(build_model(artifact["header"], artifact["arrays"]))
 
 
-def parity(
-    artifact: dict[str, Any], vectorizer: Any, full: LinearFit, stacker: Any, data_dir: Path
-) -> dict[str, float]:
-    """Agreement of the pure-Python classifier with scikit-learn on the held-out rows.
+def parity(artifact: dict[str, Any], fitted: _Fitted, texts: Sequence[str]) -> dict[str, float]:
+    """Agreement of the pure-Python classifier with scikit-learn on ``texts``.
 
     ``exported_*`` scores scikit-learn's transform with the exported (pruned, quantised)
     weights, so it checks the re-implementation; ``unpruned_*`` uses the float64 model, so it
@@ -378,10 +728,10 @@ def parity(
     """
     import numpy as np
 
-    rows = read_rows(data_dir / HOLDOUT_FILE, "banking77")[:PARITY_SAMPLE]
     header, arrays = artifact["header"], artifact["arrays"]
+    departments, full = header["departments"], fitted.full
     intent_dept = np.array(header["intent_department"])
-    matrix = vectorizer.transform([row.text for row in rows])
+    matrix = fitted.vectorizer.transform(list(texts))
     exported = _exported_intent_matrix(arrays, header, matrix.shape[1])
     dept_weights = np.asarray(arrays["dept_weights"], dtype=np.float64)
     dept_scores = matrix @ dept_weights + np.array(header["dept_bias"])
@@ -396,25 +746,31 @@ def parity(
         ),
     }
     classifier = classifier_of(artifact)
-    predictions = [classifier.predict(row.text) for row in rows]
-    report: dict[str, float] = {"rows": len(rows)}
+    predictions = [classifier.predict(text) for text in texts]
+    report: dict[str, float] = {"rows": len(texts)}
     for name, (dept_s, intent_s) in references.items():
-        logits = stacker.decision_function(_stack_inputs(dept_s, intent_s, intent_dept))
-        probs = _softmax_rows(logits - stacker.intercept_ + np.array(header["meta_bias"]))
+        logits = _stacker_logits(fitted, _stack_inputs(dept_s, intent_s, intent_dept))
+        probs = _softmax_rows(logits - fitted.meta_intercept + np.array(header["meta_bias"]))
         same_dept = same_intent = 0
         gap = 0.0
         for prediction, p, scores in zip(predictions, probs, intent_s, strict=True):
             dept = int(np.argmax(p))
             members = np.nonzero(intent_dept == dept)[0]
             intent = header["intents"][members[scores[members].argmax()]]
-            same_dept += prediction.department == DEPARTMENTS[dept]
+            same_dept += prediction.department == departments[dept]
             same_intent += prediction.intent == intent
             gap = max(gap, abs(prediction.confidence - float(p[dept])))
-        n = max(1, len(rows))
+        n = max(1, len(texts))
         report[f"{name}_department_agreement"] = same_dept / n
         report[f"{name}_intent_agreement"] = same_intent / n
         report[f"{name}_max_confidence_gap"] = round(gap, 6)
     return report
+
+
+def _stacker_logits(fitted: _Fitted, inputs: Any) -> Any:
+    if fitted.stacker.coef_.shape[0] == fitted.meta_coef.shape[0]:
+        return fitted.stacker.decision_function(inputs)
+    return inputs @ fitted.meta_coef.T + fitted.meta_intercept
 
 
 def _softmax_rows(logits: Any) -> Any:
@@ -440,14 +796,15 @@ def _exported_intent_matrix(arrays: dict[str, Any], header: dict[str, Any], n: i
     return by_feature.T.tocsr()
 
 
-def write(artifact: dict[str, Any], path: Path = DEFAULT_MODEL_PATH) -> None:
+def write(artifact: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Serialise ``artifact`` deterministically: magic, header length, JSON header, arrays.
 
     Uncompressed on purpose: decompressing costs ~30 ms at every start, while git and wheels
-    compress the file anyway.
+    compress the file anyway. Written to a temporary file first, then renamed into place.
     """
     import numpy as np
 
+    path = Path(path)
     header = dict(artifact["header"])
     blobs = io.BytesIO()
     layout = []
@@ -461,25 +818,7 @@ def write(artifact: dict[str, Any], path: Path = DEFAULT_MODEL_PATH) -> None:
     encoded += b" " * (-(len(MAGIC) + 4 + len(encoded)) % ALIGN)
     payload = MAGIC + len(encoded).to_bytes(4, "little") + encoded + blobs.getvalue()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(payload)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Rebuild the shipped artifact (or, with --prepare, the shipped CSVs first)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prepare", type=Path, help="public data dir to derive the CSVs from")
-    parser.add_argument("--data", type=Path, default=DATA_DIR)
-    parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_PATH)
-    args = parser.parse_args(argv)
-    if args.prepare:
-        prepare_data(args.prepare, args.data)
-    started = time.perf_counter()
-    artifact = build(args.data)
-    write(artifact, args.out)
-    print(f"built in {time.perf_counter() - started:.1f} s")
-    print(json.dumps(artifact["header"]["metadata"], indent=2))
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
-
-
-if __name__ == "__main__":
-    main()
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_bytes(payload)
+    os.replace(temporary, path)
+    return path

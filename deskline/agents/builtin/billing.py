@@ -245,6 +245,7 @@ SKILLS: tuple[Skill, ...] = (
         keywords=("twice", "double", "duplicate", "two charges"),
         action=True,
         templates=DUPLICATE_TEMPLATES,
+        facts=('invoice_id', 'amount', 'issued', 'due', 'invoice_status', 'charge_id', 'charged_on', 'original_charge_id', 'duplicate_charge_id', 'refund_id', 'refunded_on', 'expected_by'),
     ),
     Skill(
         name="billing.refund_charge",
@@ -257,6 +258,7 @@ SKILLS: tuple[Skill, ...] = (
         keywords=("refund",),
         action=True,
         templates=REFUND_TEMPLATES,
+        facts=('charge_id', 'invoice_id', 'amount', 'refund_id', 'refunded_on', 'expected_by'),
     ),
     Skill(
         name="billing.lookup_invoice",
@@ -268,6 +270,7 @@ SKILLS: tuple[Skill, ...] = (
         intents=frozenset({"invoice_question"}),
         keywords=("invoice",),
         templates=INVOICE_TEMPLATES,
+        facts=('invoice_id', 'amount', 'issued', 'due', 'invoice_status', 'original_charge_id', 'duplicate_charge_id'),
     ),
     Skill(
         name="billing.billing_summary",
@@ -288,5 +291,6 @@ SKILLS: tuple[Skill, ...] = (
         ),
         keywords=("balance", "statement", "owe", "bill", "due"),
         templates=SUMMARY_TEMPLATES,
+        facts=('latest_invoice_id', 'latest_amount', 'latest_issued', 'latest_status', 'balance', 'open_count', 'next_due'),
     ),
 )

@@ -167,6 +167,7 @@ SKILLS: tuple[Skill, ...] = (
         keywords=("retry", "try again", "resend", "resubmit"),
         action=True,
         templates=RETRY_TEMPLATES,
+        facts=('payment_id', 'payee', 'amount', 'status', 'created', 'failure_reason', 'estimated_arrival', 'retried_on'),
     ),
     Skill(
         name="payment.transfer_status",
@@ -187,6 +188,7 @@ SKILLS: tuple[Skill, ...] = (
         ),
         keywords=("transfer", "arrive", "landlord", "sent money", "wire", "received"),
         templates=TRANSFER_TEMPLATES,
+        facts=('payment_id', 'payee', 'amount', 'status', 'created', 'arrived_on', 'estimated_arrival', 'failure_reason'),
     ),
     Skill(
         name="payment.list_payments",
@@ -197,5 +199,6 @@ SKILLS: tuple[Skill, ...] = (
         intents=frozenset({"payment_history", "list_payments"}),
         keywords=("payments", "history"),
         templates=LIST_TEMPLATES,
+        facts=('payments', 'count', 'payment_ids'),
     ),
 )

@@ -202,6 +202,7 @@ SKILLS: tuple[Skill, ...] = (
         keywords=("password", "passcode", "reset link", "forgot"),
         action=True,
         templates=RESET_TEMPLATES,
+        facts=('masked_email', 'link_expires'),
     ),
     Skill(
         name="tech.unlock_account",
@@ -213,6 +214,7 @@ SKILLS: tuple[Skill, ...] = (
         keywords=("unlock", "locked out", "locked", "blocked"),
         action=True,
         templates=UNLOCK_TEMPLATES,
+        facts=('account_status', 'last_login', 'unlocked_at'),
     ),
     Skill(
         name="tech.check_service_status",
@@ -223,6 +225,7 @@ SKILLS: tuple[Skill, ...] = (
         intents=frozenset({"service_outage", "app_crash"}),
         keywords=("outage", "down", "crash", "not loading", "not working", "status"),
         templates=STATUS_TEMPLATES,
+        facts=('component', 'incident_id', 'scope', 'started', 'summary'),
     ),
     Skill(
         name="tech.check_account",
@@ -233,5 +236,6 @@ SKILLS: tuple[Skill, ...] = (
         intents=frozenset({"login_problem", "account_status"}),
         keywords=("log in", "login", "sign in", "sign-in", "account status"),
         templates=ACCOUNT_TEMPLATES,
+        facts=('account_status', 'plan', 'last_login', 'failed_logins', 'masked_email', 'incident_id', 'summary'),
     ),
 )

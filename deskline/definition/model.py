@@ -1,0 +1,223 @@
+"""The desk definition: everything domain-specific about a support desk, in one object.
+
+    from deskline import Agent, Desk, Skill, id_entity
+
+    desk = Desk(
+        name="shop",
+        agents=[Agent("orders", "Order status, cancellations and returns")],
+        skills=[Skill(name="orders.status", agent="orders", ...)],
+        entities=[id_entity("order_id", "ORD")],
+        open_records=lambda ctx: ShopRecords(ctx.database_url),
+        router="router.bin",
+    )
+
+The framework (strategy, triage, operation, writer, event log, API, evals, CLI) reads names,
+texts and rules from the loaded ``Desk`` and from nothing else; ``load_desk`` validates it, and a
+broken definition raises ``DeskDefinitionError`` listing every problem at once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deskline.agents.registry import Registry, Skill
+from deskline.handoffs.entities import EntityType, Extractor
+from deskline.handoffs.payload import RESERVED_DEPARTMENTS
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from deskline.routing.classifier import Classifier
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    """A specialist of the desk: its name, the department the router sends to it, what it does
+    (the model planner reads it) and the skill it falls back on when no skill claims a message
+    (default: its first skill that only reads)."""
+
+    name: str
+    description: str = ""
+    department: str = ""
+    default_skill: str = ""
+
+    @property
+    def routes_from(self) -> str:
+        return self.department or self.name
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationRule:
+    """A reason to hand the conversation to a person before any agent runs.
+
+    ``matches(text)`` decides (or give ``pattern``, a regular expression searched case-blind);
+    ``reason`` is recorded on the events and shown to the person; ``reply`` is what the customer
+    reads (default: the desk's ``texts.escalated``); priority 1 is the most urgent."""
+
+    name: str
+    reason: str
+    pattern: str = ""
+    matches: Callable[[str], bool] | None = None
+    reply: str = ""
+    priority: int = 2
+
+    def __call__(self, text: str) -> bool:
+        if self.matches is not None:
+            return bool(self.matches(text))
+        return bool(self.pattern) and _compiled(self.pattern).search(text) is not None
+
+
+_PATTERNS: dict[str, re.Pattern[str]] = {}
+
+
+def _compiled(pattern: str) -> re.Pattern[str]:
+    found = _PATTERNS.get(pattern)
+    if found is None:
+        found = _PATTERNS[pattern] = re.compile(pattern, re.IGNORECASE)
+    return found
+
+
+ASKS_FOR_PERSON = (
+    r"\b(?:speak|talk|chat)\s+(?:to|with)\s+(?:a\s+|an\s+|your\s+|the\s+)?"
+    r"(?:real\s+|actual\s+|live\s+)?(?:person|human|agent|representative|rep|operator|manager|supervisor"
+    r"|someone|somebody|staff)\b"
+    r"|\b(?:want|need|get|give|connect|transfer|put)\s+(?:me\s+)?(?:through\s+)?(?:to\s+|with\s+)?"
+    r"(?:a\s+|an\s+)?(?:real|actual|live|human)\s+(?:person|agent|human|being|representative|operator)\b"
+    r"|\b(?:connect|transfer|put)\s+me\s+(?:through\s+)?(?:to|with)\s+(?:a\s+|an\s+)?"
+    r"(?:person|human|agent|representative|operator|manager|supervisor)\b"
+    r"|\b(?:human|agent|operator|representative)\s+please\b|\bget\s+me\s+a\s+(?:human|person|manager)\b"
+)
+
+
+def asks_for_person(reply: str = "") -> EscalationRule:
+    """The rule every desk starts with: the customer asks for a person."""
+    return EscalationRule(name="asked_for_person", reason="the customer asked for a person",
+                          pattern=ASKS_FOR_PERSON, reply=reply)
+
+
+@dataclass(frozen=True, slots=True)
+class Policies:
+    """What the desk allows: the approval limit above which an action waits for a person, and
+    the escalation rules checked on every message, in order (the first that matches wins)."""
+
+    approval_limit: Decimal = Decimal("500")
+    escalations: tuple[EscalationRule, ...] = (asks_for_person(),)
+
+
+@dataclass(frozen=True, slots=True)
+class Texts:
+    """The desk's own words, for replies no skill template writes.
+
+    ``pending_approval`` may use ``{action_text}``; ``skipped`` ``{actual}`` and ``{expected}``."""
+
+    greeting: str = "Hello! What can I help you with today?"
+    clarify: str = ("I want to make sure I send you to the right place. Could you tell me a little more about "
+                    "what you need?")
+    out_of_scope: str = "I'm this service's support assistant. What can I help you with?"
+    holding: str = ("I've looked into this, but I want a person to confirm the details before I answer, so I've "
+                    "passed your case to our support team.")
+    escalated: str = ("I'm passing you to a member of our support team now; they can see everything we've "
+                      "discussed, so you won't have to repeat yourself.")
+    failed: str = "I couldn't finish checking this just now, so I've passed it to a person who will follow up."
+    pending_approval: str = ("{action_text} needs a colleague's approval, so I've passed your case to a person who "
+                             "will confirm it shortly.")
+    skipped: str = "Since that shows {actual} rather than {expected}, I stopped there and did not do the next step."
+    with_person: str = "A person from our team is handling this conversation; they will answer here."
+    chat_banner: str = "Ask the desk anything it handles."
+
+
+@dataclass(frozen=True, slots=True)
+class RecordsContext:
+    """What ``Desk.open_records`` gets: the desk's database (None when the desk runs in memory)."""
+
+    engine: Engine | None
+    database_url: str | None
+
+
+@dataclass(frozen=True)
+class Desk:
+    """A support desk: its departments, agents, skills, entities, system of record, router,
+    policies and texts. See the module docstring for an example.
+
+    * ``departments``: what the router may answer; default the agents' departments. ``human``
+      (a person) and ``other`` (outside the desk) are the framework's and always present.
+    * ``records``: the system of record the skills receive as ``call.records`` (any object), or
+      ``open_records(context)`` building it on the desk's database (or in memory when the
+      context's engine is None).
+    * ``router``: a router file made by ``deskline train``.
+    * ``default_customer``: whom a conversation belongs to when the caller names nobody.
+    * ``training_data``: the files the router was trained on; the eval suite flags queries
+      found in them (a figure measured on training rows says so).
+    """
+
+    name: str
+    agents: Sequence[Agent]
+    skills: Sequence[Skill]
+    entities: Sequence[EntityType] = ()
+    router: Path | str | None = None
+    records: Any = None
+    open_records: Callable[[RecordsContext], Any] | None = None
+    policies: Policies = field(default_factory=Policies)
+    texts: Texts = field(default_factory=Texts)
+    departments: Sequence[str] = ()
+    default_customer: str = "customer"
+    description: str = ""
+    training_data: Sequence[Path] = ()
+
+    @property
+    def all_departments(self) -> tuple[str, ...]:
+        """The desk's departments, then ``human`` and ``other``."""
+        own = tuple(self.departments) or tuple(dict.fromkeys(a.routes_from for a in self.agents))
+        return (*own, *(d for d in RESERVED_DEPARTMENTS if d not in own))
+
+    @property
+    def agent_departments(self) -> dict[str, str]:
+        """Department -> the agent the router's department sends a message to."""
+        return {a.routes_from: a.name for a in self.agents}
+
+    @cached_property
+    def registry(self) -> Registry:
+        return Registry(self.skills, {a.name: self.default_skill_of(a) for a in self.agents})
+
+    @cached_property
+    def extractor(self) -> Extractor:
+        return Extractor(self.entities)
+
+    def default_skill_of(self, agent: Agent) -> str:
+        if agent.default_skill:
+            return agent.default_skill
+        own = [s for s in self.skills if s.agent == agent.name]
+        return next((s.name for s in own if not s.action), own[0].name if own else "")
+
+    @property
+    def router_path(self) -> Path | None:
+        return Path(self.router) if self.router is not None else None
+
+    def classifier(self, threshold: float | None = None) -> Classifier:
+        """The desk's local router (its file is read once per process)."""
+        from deskline.routing.classifier import load_classifier
+
+        if self.router_path is None:
+            raise ValueError(f"desk {self.name!r} has no router file")
+        return load_classifier(self.router_path, threshold=threshold)
+
+    def system_of_record(self, engine: Engine | None = None, database_url: str | None = None) -> Any:
+        """The object the skills receive: ``records``, or ``open_records`` on ``engine``."""
+        if self.open_records is not None:
+            return self.open_records(RecordsContext(engine, database_url))
+        return self.records
+
+    def with_router(self, router: Path | str | None) -> Desk:
+        return self if router is None else replace(self, router=Path(router))
+
+    def escalation(self, text: str) -> EscalationRule | None:
+        return next((rule for rule in self.policies.escalations if rule(text)), None)
+
+    def escalation_reply(self, rule: EscalationRule | None = None) -> str:
+        return (rule.reply if rule is not None and rule.reply else self.texts.escalated).strip()

@@ -1,0 +1,147 @@
+"""Validation of a desk definition: every problem at once, before the desk answers anyone."""
+
+from __future__ import annotations
+
+import string
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+from deskline.definition.model import Desk
+from deskline.errors import DesklineError
+from deskline.handoffs.entities import is_name
+from deskline.handoffs.payload import CUSTOMER_ID, RESERVED_DEPARTMENTS
+
+
+class DeskDefinitionError(DesklineError):
+    """A desk definition that cannot run; ``problems`` lists every reason, one sentence each."""
+
+    code = "invalid_desk"
+
+    def __init__(self, desk: str, problems: Iterable[str]) -> None:
+        self.problems = tuple(problems)
+        listed = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"desk {desk!r} is not valid:\n{listed}", desk=desk, problems=list(self.problems))
+
+
+def validate(desk: Desk) -> Desk:
+    """``desk`` if it can run, else ``DeskDefinitionError`` naming every problem."""
+    problems = list(_problems(desk))
+    if problems:
+        raise DeskDefinitionError(desk.name, problems)
+    return desk
+
+
+def _problems(desk: Desk) -> Iterable[str]:
+    if not desk.agents:
+        yield "the desk has no agents"
+    yield from _names("agent", [a.name for a in desk.agents])
+    yield from _names("skill", [s.name for s in desk.skills], pattern=False)
+    yield from _names("entity", [e.name for e in desk.entities])
+    yield from _names("escalation rule", [r.name for r in desk.policies.escalations], pattern=False)
+    yield from _names("department", list(desk.departments))
+    for name in desk.departments:
+        if name in RESERVED_DEPARTMENTS:
+            yield f"department {name!r} is the framework's own (a person / outside the desk); do not declare it"
+    departments = set(desk.all_departments)
+    agents = {a.name for a in desk.agents}
+    for agent in desk.agents:
+        if agent.routes_from not in departments:
+            yield f"agent {agent.name!r} is in department {agent.routes_from!r}, which the desk does not declare"
+        if agent.routes_from in RESERVED_DEPARTMENTS:
+            yield f"agent {agent.name!r} cannot take the framework's department {agent.routes_from!r}"
+        own = [s for s in desk.skills if s.agent == agent.name]
+        if not own:
+            yield f"agent {agent.name!r} has no skills"
+        elif agent.default_skill and agent.default_skill not in {s.name for s in own}:
+            yield f"agent {agent.name!r}: default skill {agent.default_skill!r} is not one of its skills"
+    routed = [a.routes_from for a in desk.agents]
+    for department, count in Counter(routed).items():
+        if count > 1:
+            yield f"department {department!r} has {count} agents; the router sends a department to one agent"
+    entities = {e.name for e in desk.entities}
+    for skill in desk.skills:
+        if skill.agent not in agents:
+            yield f"skill {skill.name!r} belongs to unknown agent {skill.agent!r}"
+        for need in skill.requires:
+            if need not in entities and need != CUSTOMER_ID:
+                yield f"skill {skill.name!r} requires entity {need!r}, which no entity type provides"
+            elif need not in skill.params.model_fields:
+                yield f"skill {skill.name!r} requires {need!r} but its params model has no such field"
+        yield from _templates(skill.name, skill.templates, skill.facts, entities)
+    yield from _texts(desk)
+    yield from _router(desk)
+
+
+def _names(kind: str, names: list[str], *, pattern: bool = True) -> Iterable[str]:
+    for name, count in Counter(names).items():
+        if count > 1:
+            yield f"duplicate {kind} name {name!r}"
+    for name in dict.fromkeys(names):
+        if not name:
+            yield f"a {kind} has an empty name"
+        elif pattern and not is_name(name):
+            yield f"{kind} name {name!r} is not a lowercase identifier (letters, digits, _)"
+
+
+def _fields(template: str) -> set[str] | None:
+    try:
+        return {name.split(".")[0].split("[")[0] for _, name, _, _ in string.Formatter().parse(template) if name}
+    except ValueError:
+        return None
+
+
+def _templates(skill: str, templates: dict[str, str] | object, facts: tuple[str, ...],
+               entities: set[str]) -> Iterable[str]:
+    known = set(facts)
+    for name, text in dict(templates).items():  # type: ignore[call-overload]
+        used = _fields(text)
+        if used is None:
+            yield f"skill {skill!r}: template {name!r} is not a valid format string"
+            continue
+        unknown = sorted(used - known)
+        if unknown and not facts:
+            yield (f"skill {skill!r}: template {name!r} names {', '.join(unknown)}, but the skill declares no "
+                   f"facts (Skill(facts=...))")
+        elif unknown:
+            yield f"skill {skill!r}: template {name!r} names {', '.join(unknown)}, which the skill never returns"
+
+
+_TEXT_FIELDS = {"pending_approval": {"action_text"}, "skipped": {"actual", "expected"}}
+
+
+def _texts(desk: Desk) -> Iterable[str]:
+    texts = desk.texts
+    for name in type(texts).__dataclass_fields__:
+        value = getattr(texts, name)
+        if not isinstance(value, str) or not value.strip():
+            yield f"text {name!r} is empty"
+            continue
+        used = _fields(value)
+        allowed = _TEXT_FIELDS.get(name, set())
+        if used is None or used - allowed:
+            yield f"text {name!r} may use only {sorted(allowed) or 'no'} fields"
+    for rule in desk.policies.escalations:
+        if not rule.pattern and rule.matches is None:
+            yield f"escalation rule {rule.name!r} has neither a pattern nor a matches function"
+        if not rule.reason:
+            yield f"escalation rule {rule.name!r} has no reason"
+
+
+def _router(desk: Desk) -> Iterable[str]:
+    path = desk.router_path
+    if path is None:
+        yield "the desk has no router file (train one with `deskline train`)"
+        return
+    if not Path(path).is_file():
+        yield f"router file {str(path)!r} does not exist"
+        return
+    try:
+        classifier = desk.classifier()
+    except (OSError, ValueError, KeyError) as exc:
+        yield f"router file {str(path)!r} cannot be read: {exc}"
+        return
+    unknown = [d for d in classifier.departments if d not in desk.all_departments]
+    if unknown:
+        yield (f"router {path.name!r} was trained on departments the desk does not have: {', '.join(unknown)} "
+               f"(the desk has {', '.join(desk.all_departments)})")
