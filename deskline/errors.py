@@ -13,7 +13,8 @@
     │   └── CorruptEvent        a stored row that does not parse as a known event
     ├── PlanError               a plan that does not validate against the registry
     ├── SkillError              an agent skill failed (transient or not)
-    │   ├── ActionRejected      the record is in the wrong state for the action   (agents.backend.port)
+    │   ├── RecordChanged       the record changed under the action: the skill runs again on it
+    │   │   └── ActionRejected  the record is in the wrong state for the action   (agents.builtin.backend.port)
     │   ├── IdempotencyConflict a key reused for another action or target        (agents.backend.port)
     │   └── BackendUnavailable  the system of record cannot be reached (transient)(agents.backend.port)
     └── BudgetExceeded          a model call past the turn's budget
@@ -96,6 +97,14 @@ class SkillError(DesklineError):
     def __init__(self, message: str, *, transient: bool = False, **fields: object) -> None:
         super().__init__(message, transient=transient, **fields)
         self.transient = transient
+
+
+class RecordChanged(SkillError):
+    """The record an action was about to change is no longer as the skill read it (another
+    conversation or a person changed it first). The operation layer runs the skill once more, so
+    it reads the record again and answers from what it is now ("already refunded on ...")."""
+
+    code = "record_changed"
 
 
 class BudgetExceeded(DesklineError):

@@ -31,6 +31,14 @@ from deskline.errors import StoreUnavailable
 from deskline.runtime import memory_desk
 
 PERSON = "I want to talk to a real person"
+JWT = {"jwt_secret": "s" * 32, "jwt_issuer": "https://shop.example", "jwt_audience": "deskline"}
+
+
+def customer_token(customer: str = "C-1001", ttl_s: float = 300, now: float | None = None) -> str:
+    """A token the host site signs for its signed-in customer."""
+    from deskline.api.identity import mint_token
+
+    return mint_token(customer, JWT["jwt_secret"], JWT["jwt_issuer"], JWT["jwt_audience"], ttl_s, now)
 DOUBLE_CHARGE = "I was charged twice for invoice INV-1003"  # a $750 refund: over the approval limit
 
 
@@ -92,9 +100,9 @@ class LiveApp:
             self.agents[name] = {"Authorization": f"Bearer {self.auth.add_agent(name)}"}
         return self.agents[name]
 
-    def customer(self) -> tuple[str, dict[str, str]]:
-        """A new conversation and the customer's headers for it."""
-        r = self.http.post("/v1/conversations")
+    def customer(self, anonymous: bool = False) -> tuple[str, dict[str, str]]:
+        """A new conversation of the signed-in demo customer (or an anonymous one) and its headers."""
+        r = self.http.post("/v1/conversations", json=None if anonymous else {"customer_token": customer_token()})
         assert r.status_code == 201, r.text
         return r.json()["id"], {"Authorization": f"Bearer {r.json()['token']}"}
 
@@ -132,7 +140,7 @@ def live_apps(database_url: str) -> Iterator[MakeLive]:
                 settings or Settings(database_url=database_url),
                 desk,
                 clock=clock,
-                web=WebSettings(**{"poll_interval_s": 0.2, **web}),
+                web=WebSettings(**{"poll_interval_s": 0.2, **JWT, **web}),
             )
             url = stack.enter_context(serve(app))
             client = stack.enter_context(httpx.Client(base_url=url, timeout=20))
@@ -223,7 +231,7 @@ def test_opening_a_conversation_returns_its_id_and_a_token(live: LiveApp) -> Non
     r = live.http.post("/v1/conversations")
     assert r.status_code == 201
     body = r.json()
-    assert set(body) == {"id", "token"} and body["token"].startswith("dkc_")
+    assert set(body) == {"id", "token", "anonymous"} and body["token"].startswith("dkc_") and body["anonymous"]
     events = live.events(body["id"], {"Authorization": f"Bearer {body['token']}"})
     assert [e["type"] for e in events] == ["conversation_opened"]
 

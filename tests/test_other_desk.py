@@ -126,9 +126,13 @@ def test_the_http_api_serves_a_desk_built_in_code(router: Path, tmp_path: Path) 
     """``create_app(settings, desk=telco)`` answers over real HTTP with the desk's departments."""
     from tests.test_api import serve
 
+    from deskline.api import WebSettings
+    from tests.test_api import JWT, customer_token
+
     settings = Settings(database_url=f"sqlite:///{tmp_path}/web.db", router_path=router)
-    with serve(create_app(settings, desk=telco.desk)) as url, httpx.Client(base_url=url, timeout=30) as http:
-        opened = http.post("/v1/conversations")
+    app = create_app(settings, desk=telco.desk, web=WebSettings(**JWT))
+    with serve(app) as url, httpx.Client(base_url=url, timeout=30) as http:
+        opened = http.post("/v1/conversations", json={"customer_token": customer_token("T-1")})
         assert opened.status_code == 201, opened.text
         cid, token = opened.json()["id"], opened.json()["token"]
         r = http.post(f"/v1/conversations/{cid}/messages", headers={"Authorization": f"Bearer {token}"},

@@ -58,6 +58,7 @@ class SkillCall:
     handoff: Handoff
     params: BaseModel
     records: Any
+    policy: ActionPolicy | None = None
 
     @property
     def backend(self) -> Any:
@@ -117,16 +118,17 @@ class SkillCall:
             action_key=action_key,
         )
 
-    def act(self, action: str, amount: Money | None, do: Callable[[str], Facts]) -> Facts:
-        """Run an action once per idempotency key, behind the approval gate.
+    def act(self, action: str, amount: Money | None, do: Callable[[str], Facts], target: str = "") -> Facts:
+        """Run an action once per idempotency key, behind the approval gate and the desk's policy
+        for this skill (``target`` names what it acts on, for the policy and the person).
 
         ``do(key)`` is an action of the system of record bound to its target (``lambda key:
         call.records.cancel_order(key, customer, order)``): it applies the change and records
         it under the key in one transaction, and returns the recorded facts for a key it has
         seen. An action this step already took is not gated again: it was allowed then.
         """
-        if self.recorded(action) is None:
-            limits = self.handoff.constraints
+        limits = self.handoff.constraints
+        if self.recorded(action) is None and not limits.approved_by:
             if not limits.allow_actions:
                 raise ApprovalRequired(action, amount, "actions need a person's approval this turn")
             if amount is not None and amount.amount > limits.approval_limit:
@@ -136,10 +138,17 @@ class SkillCall:
                     f"{amount} is above the approval limit of "
                     f"{Money(amount=limits.approval_limit, currency=amount.currency)}",
                 )
+            reason = self.policy(self, action, amount, target) if self.policy is not None else None
+            if reason:
+                raise ApprovalRequired(action, amount, reason)
         return do(self.key)
 
 
 SkillFn = Callable[[SkillCall], Awaitable[AgentResult]]
+ActionPolicy = Callable[["SkillCall", str, "Money | None", str], "str | None"]
+"""A desk's rule for one skill's actions: ``policy(call, action, amount, target)`` returns the
+reason a person must approve this action (``"ORD-1002 has shipped"``), or None
+when the skill may take it on its own. Declared in ``Policies.actions`` by skill name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +161,10 @@ class Skill:
     ``intents`` are router intents this skill answers and ``keywords`` pick it within its agent
     when no intent does; ``action`` marks a change to the system of record (exactly once,
     behind the approval gate); ``facts`` names every fact its results may carry, and each of
-    ``templates`` (template name -> text with ``{fact}`` fields) may use only those.
+    ``templates`` (template name -> text with ``{fact}`` fields) may use only those. ``public``
+    skills read nothing of the customer's and run in anonymous conversations; any other skill
+    asks an anonymous customer to sign in. ``verification_s``: the skill runs only if the host
+    site vouched for the customer at most this many seconds ago (sensitive actions).
     """
 
     name: str
@@ -166,6 +178,8 @@ class Skill:
     action: bool = False
     templates: Mapping[str, str] = field(default_factory=dict)
     facts: tuple[str, ...] = ()
+    public: bool = False
+    verification_s: float | None = None
 
     def tool_schema(self) -> dict[str, Any]:
         """The skill as a tool for a model planner: name, description, JSON schema."""

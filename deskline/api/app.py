@@ -34,6 +34,7 @@ from deskline.api.settings import WebSettings
 from deskline.api.streams import Notifier
 from deskline.api.sweeper import sweeping
 from deskline.config import Settings
+from deskline.api.identity import CustomerTokens
 from deskline.definition import Desk
 from deskline.eventlog.database import make_engine
 from deskline.eventlog.queue import HumanQueue
@@ -100,6 +101,8 @@ def create_app(
         notifier=notifier,
         queue=HumanQueue(),
         clock=clock,
+        tokens=CustomerTokens.configured(web.jwt_secret, web.jwt_public_key, web.jwt_issuer, web.jwt_audience,
+                                         web.jwt_max_age_s),
     )
 
     app = FastAPI(

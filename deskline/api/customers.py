@@ -14,17 +14,20 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from deskline.api.deps import CustomerConversation, ServicesDep
+from deskline.api.identity import CustomerMismatch, InvalidCustomerToken, Verified
 from deskline.api.schemas import (
     MAX_SEQ,
     ChatEvents,
     ConversationCreated,
     Error,
     MessageIn,
+    OpenConversationIn,
     TurnOut,
+    VerifyIn,
     chat_event,
 )
 from deskline.api.streams import SSE_MEDIA_TYPE, events_response
-from deskline.eventlog.events import ConversationOpened
+from deskline.eventlog.events import ConversationOpened, CustomerVerified
 from deskline.hierarchy.desk import new_conversation_id
 from deskline.logs import mask
 
@@ -57,16 +60,49 @@ _EVENTS_DOC = (
     "/conversations",
     status_code=201,
     response_model=ConversationCreated,
-    responses={**_STORE_ERRORS, 413: _BODY_ERRORS[413]},
+    responses={**_STORE_ERRORS, **_BODY_ERRORS,
+               401: {"model": Error, "description": "The customer token is not valid or has expired."}},
 )
-def open_conversation(svc: ServicesDep) -> ConversationCreated:
-    """Open a conversation and get the token that lets this customer, and only them, use it."""
+def open_conversation(svc: ServicesDep, body: OpenConversationIn | None = None) -> ConversationCreated:
+    """Open a conversation and get the token that lets this customer, and only them, use it.
+
+    With `customer_token` (signed by the host site) the conversation is that customer's; without,
+    it is anonymous: it answers general questions and says how to sign in for anything else."""
+    who = _verified(svc, body.customer_token) if body is not None and body.customer_token else None
     cid = new_conversation_id()
+    opened = (ConversationOpened(customer_id=who.customer_id, channel="web", verified_at=who.verified_at,
+                                 verified_by=who.issuer) if who is not None
+              else ConversationOpened(customer_id="", channel="web", anonymous=True))
     token = svc.auth.issue_token(cid)
-    svc.desk.store.append(cid, 0, 1, [ConversationOpened(customer_id=svc.desk.settings.default_customer or "",
-                                                          channel="web")])
-    log.info("api.conversation_opened", conversation_id=cid)
-    return ConversationCreated(id=cid, token=token)
+    svc.desk.store.append(cid, 0, 1, [opened])
+    log.info("api.conversation_opened", conversation_id=cid, anonymous=who is None)
+    return ConversationCreated(id=cid, token=token, anonymous=who is None)
+
+
+def _verified(svc: ServicesDep, token: str) -> Verified:
+    if svc.tokens is None:
+        raise InvalidCustomerToken("this desk accepts no customer tokens (no DESKLINE_JWT_SECRET or "
+                                   "DESKLINE_JWT_PUBLIC_KEY is set)")
+    return svc.tokens.verify(token, now=svc.clock())
+
+
+@router.post(
+    "/conversations/{conversation_id}/verify",
+    status_code=204,
+    responses={**_AUTH_ERRORS, **_BODY_ERRORS, **_STORE_ERRORS,
+               403: {"model": Error, "description": "The token names another customer than the conversation's."}},
+)
+def verify(cid: CustomerConversation, body: VerifyIn, svc: ServicesDep) -> Response:
+    """The host site vouches for the customer again (a fresh sign-in), for actions that need a recent
+    verification; an anonymous conversation becomes the customer's."""
+    who = _verified(svc, body.customer_token)
+    state = svc.desk.states.load(cid)
+    if not state.anonymous and state.customer_id and state.customer_id != who.customer_id:
+        raise CustomerMismatch("the token names another customer than this conversation's")
+    svc.desk.append(cid, state.last_seq, max(state.turn_count, 1),
+                    [CustomerVerified(customer_id=who.customer_id, verified_at=who.verified_at,
+                                      verified_by=who.issuer)])
+    return Response(status_code=204)
 
 
 @router.post(

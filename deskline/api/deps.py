@@ -14,6 +14,7 @@ from fastapi import Depends, HTTPException, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from deskline.api.auth import AuthStore
+from deskline.api.identity import CustomerTokens
 from deskline.api.schemas import CONVERSATION_ID
 from deskline.api.settings import WebSettings
 from deskline.api.streams import Notifier
@@ -33,6 +34,7 @@ class Services:
     notifier: Notifier
     queue: HumanQueue
     clock: Callable[[], float]
+    tokens: CustomerTokens | None = None  # None: no host site vouches; web conversations are anonymous
 
 
 def services(request: Request) -> Services:

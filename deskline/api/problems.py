@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
+from deskline.api.identity import CustomerMismatch, InvalidCustomerToken
 from deskline.errors import (
     ConcurrencyConflict,
     DesklineError,
@@ -46,6 +47,8 @@ from deskline.hierarchy.humans import (
 log = structlog.get_logger("deskline.api")
 
 _STATUS: tuple[tuple[tuple[type[DesklineError], ...], int], ...] = (
+    ((CustomerMismatch,), 403),
+    ((InvalidCustomerToken,), 401),
     ((InputError,), 422),
     ((UnknownConversation,), 404),
     ((NotClaimed,), 403),

@@ -84,9 +84,22 @@ class Error(_Response):
     message: str = Field(description="What went wrong, in a sentence.")
 
 
+class OpenConversationIn(_Request):
+    customer_token: str | None = Field(
+        default=None, min_length=1, max_length=8192,
+        description="A short-lived JWT the host site signed naming its signed-in customer (`sub`). Without "
+                    "one the conversation is anonymous: general questions only, no actions, no account data.")
+
+
+class VerifyIn(_Request):
+    customer_token: str = Field(min_length=1, max_length=8192,
+                                description="A fresh JWT from the host site naming the same customer.")
+
+
 class ConversationCreated(_Response):
     id: str
     token: str = Field(description="Bearer token for this conversation only; shown once.")
+    anonymous: bool = Field(default=False, description="True when no host site vouched for the customer.")
 
 
 class TurnOut(_Response):

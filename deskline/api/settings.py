@@ -13,6 +13,10 @@ CLI's fast path (``deskline ask``) should not parse them.
 | ``DESKLINE_CHANNEL_POLL_INTERVAL_S`` | 5 | the same, while the event channel is live (a safety net) |
 | ``DESKLINE_EVENT_CHANNEL`` | auto | ``auto``, ``postgres``, ``redis`` or ``none``: see ``deskline.api.bus`` |
 | ``DESKLINE_REDIS_URL`` | none | Redis for the event channel (pub/sub) |
+| ``DESKLINE_JWT_SECRET`` | none | the host site's shared secret for customer tokens (HS256; 32+ bytes) |
+| ``DESKLINE_JWT_PUBLIC_KEY`` | none | or its public key (PEM text or a file; RS256 / ES256) |
+| ``DESKLINE_JWT_ISSUER`` / ``DESKLINE_JWT_AUDIENCE`` | none | the ``iss`` and ``aud`` a token must carry |
+| ``DESKLINE_JWT_MAX_AGE_S`` | 900 | longest lifetime (``exp - iat``) of a customer token |
 """
 
 from __future__ import annotations
@@ -38,6 +42,11 @@ class WebSettings:
     event_channel: str = "auto"  # auto | postgres | redis | none (see deskline.api.bus)
     redis_url: str | None = None  # Redis pub/sub for the event channel
     sweep_interval_s: float = 30.0  # how often to finish turns a dead process left open (0: never)
+    jwt_secret: str | None = None  # the host site's shared secret for customer tokens
+    jwt_public_key: str | None = None  # or its public key (PEM, or a path to one)
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_max_age_s: float = 900.0
 
     def with_(self, **changes: object) -> WebSettings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -65,6 +74,11 @@ class WebSettings:
                 event_channel=(get("EVENT_CHANNEL") or base.event_channel).lower(),
                 redis_url=get("REDIS_URL"),
                 sweep_interval_s=float(get("SWEEP_INTERVAL_S") or base.sweep_interval_s),
+                jwt_secret=get("JWT_SECRET"),
+                jwt_public_key=get("JWT_PUBLIC_KEY"),
+                jwt_issuer=get("JWT_ISSUER"),
+                jwt_audience=get("JWT_AUDIENCE"),
+                jwt_max_age_s=float(get("JWT_MAX_AGE_S") or base.jwt_max_age_s),
             )
         except ValueError as exc:
             raise ConfigError(f"a DESKLINE_* web setting is not valid: {exc}") from exc

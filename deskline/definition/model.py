@@ -19,14 +19,14 @@ broken definition raises ``DeskDefinitionError`` listing every problem at once.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deskline.agents.registry import Registry, Skill
+from deskline.agents.registry import ActionPolicy, Registry, Skill
 from deskline.handoffs.entities import EntityType, Extractor
 from deskline.handoffs.payload import RESERVED_DEPARTMENTS
 
@@ -103,11 +103,15 @@ def asks_for_person(reply: str = "") -> EscalationRule:
 
 @dataclass(frozen=True, slots=True)
 class Policies:
-    """What the desk allows: the approval limit above which an action waits for a person, and
-    the escalation rules checked on every message, in order (the first that matches wins)."""
+    """What the desk allows: the approval limit above which an action waits for a person, the
+    escalation rules checked on every message, in order (the first that matches wins), and the
+    rules an action skill must pass to act on its own (``actions``: skill name -> ``ActionPolicy``,
+    e.g. "a refund only for a real duplicate"); what a rule refuses goes to a person's approval
+    with the rule's reason."""
 
     approval_limit: Decimal = Decimal("500")
     escalations: tuple[EscalationRule, ...] = (asks_for_person(),)
+    actions: Mapping[str, ActionPolicy] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +133,9 @@ class Texts:
                              "will confirm it shortly.")
     skipped: str = "Since that shows {actual} rather than {expected}, I stopped there and did not do the next step."
     with_person: str = "A person from our team is handling this conversation; they will answer here."
+    sign_in: str = ("I can answer general questions here, but to look at your account or change anything "
+                    "you need to sign in first.")
+    verify_again: str = "For your security, please sign in again to confirm it's you before I make this change."
     chat_banner: str = "Ask the desk anything it handles."
 
 

@@ -69,6 +69,12 @@ def _problems(desk: Desk) -> Iterable[str]:
             elif need not in skill.params.model_fields:
                 yield f"skill {skill.name!r} requires {need!r} but its params model has no such field"
         yield from _templates(skill.name, skill.templates, skill.facts, entities)
+    skills = {s.name: s for s in desk.skills}
+    for name in desk.policies.actions:
+        if name not in skills:
+            yield f"action policy for unknown skill {name!r}"
+        elif not skills[name].action:
+            yield f"action policy for {name!r}, which takes no action"
     yield from _texts(desk)
     yield from _router(desk)
 

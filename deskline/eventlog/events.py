@@ -35,9 +35,27 @@ class _Event(Frozen):
 
 
 class ConversationOpened(_Event):
+    """Whose conversation this is. ``verified_at`` (epoch seconds) is when the host site (a signed
+    token) or a trusted operator (the CLI) vouched for ``customer_id``; ``anonymous`` conversations
+    belong to nobody: they take no action and show no account data."""
+
     type: Literal["conversation_opened"] = "conversation_opened"
     customer_id: str
     channel: str = "cli"
+    anonymous: bool = False
+    verified_at: float | None = None
+    verified_by: str = ""  # "operator", or the token's issuer
+
+
+class CustomerVerified(_Event):
+    """The host site vouched for the customer again (a fresh token): sensitive actions that need a
+    recent verification may run. Names the same customer the conversation was opened for, or
+    turns an anonymous conversation into theirs."""
+
+    type: Literal["customer_verified"] = "customer_verified"
+    customer_id: str
+    verified_at: float
+    verified_by: str = ""
 
 
 class CustomerMessaged(_Event):
@@ -65,11 +83,23 @@ class PlanMade(_Event):
 
 
 class HandoffSent(_Event):
-    """v2: the handoff's case carries v2 entities (see ``PlanMade``)."""
+    """v3: the handoff's case carries v2 entities (see ``PlanMade``), and its history window is
+    referred to by the messages' seqs (``history_seqs``) instead of copied into every handoff;
+    ``deskline.eventlog.projections.history_at`` reads it back. v1 and v2 events carry it copied."""
 
-    v: int = 2
+    v: int = 3
     type: Literal["handoff_sent"] = "handoff_sent"
     handoff: Handoff
+    history_seqs: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, handoff: Handoff) -> HandoffSent:
+        """The event for ``handoff``, its history kept as references."""
+        case = handoff.case
+        if not case.history:
+            return cls(handoff=handoff)
+        slim = handoff.model_copy(update={"case": case.model_copy(update={"history": ()})})
+        return cls(handoff=slim, history_seqs=tuple(item.seq for item in case.history))
 
 
 class ModelCalled(_Event):
@@ -176,6 +206,7 @@ class TurnHeld(_Event):
 
 Event = Annotated[
     ConversationOpened
+    | CustomerVerified
     | CustomerMessaged
     | StrategyDecided
     | PlanMade

@@ -17,6 +17,7 @@ from deskline.eventlog.events import (
     AgentCompleted,
     ConversationOpened,
     CustomerMessaged,
+    CustomerVerified,
     EscalationClaimed,
     EscalationReleased,
     EscalationRequested,
@@ -54,6 +55,7 @@ class TurnView:
     stage: str = ""
     first_seq: int = 0
     last_seq: int = 0
+    accepted_at: float = 0.0  # when the message was stored (epoch seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,9 @@ class PendingPlan:
 class ConversationState:
     conversation_id: str
     customer_id: str = ""
+    anonymous: bool = False
+    verified_at: float | None = None
+    verified_by: str = ""
     last_seq: int = 0
     owner: str = "bot"
     claimed_by: str | None = None
@@ -100,9 +105,9 @@ class ConversationState:
 class _Builder:
     """Mutable scratch space for one fold; the frozen state is built once at the end."""
 
-    __slots__ = ("actions", "claimed_by", "customer_id", "done", "entities", "escalated", "failed_streak", "history",
-                 "last_seq", "missing", "negative_streak", "owner", "pending", "pending_action", "plan",
-                 "spent_usd", "turns")
+    __slots__ = ("actions", "anonymous", "claimed_by", "customer_id", "done", "entities", "escalated", "failed_streak",
+                 "history", "last_seq", "missing", "negative_streak", "owner", "pending", "pending_action", "plan",
+                 "spent_usd", "turns", "verified_at", "verified_by")
 
     def __init__(self) -> None:
         self.turns: list[dict[str, Any]] = []  # the last turn, still changing
@@ -112,6 +117,9 @@ class _Builder:
         self.plan: PlanMade | None = None
         self.missing: list[str] = []
         self.customer_id = ""
+        self.anonymous = False
+        self.verified_at: float | None = None
+        self.verified_by = ""
         self.last_seq = 0
         self.owner = "bot"
         self.claimed_by: str | None = None
@@ -160,12 +168,31 @@ class Folding:
 
 def _state(conversation_id: str, b: _Builder) -> ConversationState:
     return ConversationState(
-        conversation_id=conversation_id, customer_id=b.customer_id, last_seq=b.last_seq, owner=b.owner,
+        conversation_id=conversation_id, customer_id=b.customer_id, anonymous=b.anonymous,
+        verified_at=b.verified_at, verified_by=b.verified_by, last_seq=b.last_seq, owner=b.owner,
         claimed_by=b.claimed_by, escalated=b.escalated, turns=(*b.done, *(TurnView(**t) for t in b.turns)),
         history=tuple(b.history[-HISTORY_WINDOW:]), failed_streak=b.failed_streak,
         negative_streak=b.negative_streak, pending=b.pending, actions_taken=tuple(b.actions),
         entities=b.entities, pending_action=b.pending_action, spent_usd=b.spent_usd,
     )
+
+
+def history_at(records: Iterable[Recorded], seqs: Iterable[int]) -> tuple[HistoryItem, ...]:
+    """The history window a handoff referred to (``HandoffSent.history_seqs``), read back from
+    the log: events refer to earlier messages instead of copying them."""
+    wanted = set(seqs)
+    items = []
+    for r in records:
+        if r.seq not in wanted:
+            continue
+        e = r.event
+        if isinstance(e, CustomerMessaged):
+            items.append(HistoryItem(role="customer", text=e.text, seq=r.seq))
+        elif isinstance(e, HumanReplied):
+            items.append(HistoryItem(role="human", text=e.text, seq=r.seq))
+        elif isinstance(e, ReplySent):
+            items.append(HistoryItem(role="bot", text=e.text, seq=r.seq))
+    return tuple(items)
 
 
 def advance(turn: TurnView, records: Iterable[Recorded]) -> TurnView:
@@ -187,13 +214,17 @@ def _apply(b: _Builder, r: Recorded) -> None:
         turn["last_seq"] = r.seq
         _apply_turn(turn, e)
     if isinstance(e, ConversationOpened):
-        b.customer_id = e.customer_id
+        b.customer_id, b.anonymous, b.verified_at, b.verified_by = (e.customer_id, e.anonymous, e.verified_at,
+                                                                     e.verified_by)
+    elif isinstance(e, CustomerVerified):
+        b.customer_id, b.anonymous, b.verified_at, b.verified_by = e.customer_id, False, e.verified_at, e.verified_by
     elif isinstance(e, CustomerMessaged):
         if b.turns:  # turns complete in order: nothing changes a turn once the next one opens
             b.done.append(TurnView(**b.turns.pop()))
         b.turns.append({"turn": r.turn, "message_seq": r.seq, "text": e.text,
-                        "client_message_id": e.client_message_id, "first_seq": r.seq, "last_seq": r.seq})
-        b.history.append(HistoryItem(role="customer", text=e.text))
+                        "client_message_id": e.client_message_id, "first_seq": r.seq, "last_seq": r.seq,
+                        "accepted_at": r.at})
+        b.history.append(HistoryItem(role="customer", text=e.text, seq=r.seq))
     elif isinstance(e, StrategyDecided):
         b.negative_streak = b.negative_streak + 1 if e.sentiment < 0 else 0
     elif isinstance(e, PlanMade):
@@ -217,14 +248,14 @@ def _apply(b: _Builder, r: Recorded) -> None:
         b.claimed_by, b.owner, b.escalated = None, "bot", False
         b.failed_streak = b.negative_streak = 0
     elif isinstance(e, HumanReplied):
-        b.history.append(HistoryItem(role="human", text=e.text))
+        b.history.append(HistoryItem(role="human", text=e.text, seq=r.seq))
     elif isinstance(e, ReplySent):
         b.failed_streak = b.failed_streak + 1 if e.outcome in FAILED_OUTCOMES else 0
         b.pending = None
         if e.outcome == "needs_info" and b.plan is not None and b.missing:
             b.pending = PendingPlan(b.plan.plan, b.plan.entities, tuple(b.missing), r.turn)
         b.plan = None  # the turn's plan is done with (a long-lived fold need not keep it)
-        b.history.append(HistoryItem(role="bot", text=e.text))
+        b.history.append(HistoryItem(role="bot", text=e.text, seq=r.seq))
 
 
 def _apply_turn(turn: dict[str, Any], e: object) -> None:

@@ -22,7 +22,7 @@ Department = Name
 AgentName = Name
 EntityName = Name
 Mode = Literal["single", "parallel", "sequential", "clarify", "escalate"]
-ResultStatus = Literal["ok", "needs_info", "escalate", "failed", "pending_approval"]
+ResultStatus = Literal["ok", "needs_info", "escalate", "failed", "pending_approval", "unverified"]
 
 HUMAN: Literal["human"] = "human"  # the department of "a person takes this"
 OTHER: Literal["other"] = "other"  # the department of "outside what the desk handles"
@@ -134,11 +134,13 @@ class Constraints(Frozen):
     max_llm_calls: int = 2
     max_cost_usd: Decimal = Decimal("0.05")
     allow_actions: bool = True
+    approved_by: str = ""  # a person approved this step's action: no limit or policy stops it again
 
 
 class HistoryItem(Frozen):
     role: Literal["customer", "bot", "human"]
     text: str
+    seq: int = 0  # where the message is in the conversation's log (events refer to it, never copy it)
 
 
 class Case(Frozen):
@@ -153,6 +155,8 @@ class Case(Frozen):
     actions_taken: tuple[str, ...] = ()
     open_questions: tuple[str, ...] = ()
     history: tuple[HistoryItem, ...] = Field(default=(), max_length=10)
+    anonymous: bool = False  # nobody vouched for the customer: only public skills run
+    verified_age_s: float | None = None  # seconds since the customer was last vouched for (0: an operator)
 
 
 class AgentResult(Frozen):

@@ -164,7 +164,7 @@ class SupportDesk:
         self.tactician = Tactician(desk, classifier, cache if cache is not None else RouteCache(),  # type: ignore[arg-type]
                                    models)
         self.operator = Operator(self.registry, records, self.settings.step_timeout_s, self.settings.step_retries,
-                                 frozenset(desk.extractor.by_name))
+                                 frozenset(desk.extractor.by_name), desk.policies.actions)
         self.writer = TemplateWriter(desk)
 
     @property
@@ -192,8 +192,9 @@ class SupportDesk:
                 continue
             if seen is not None:
                 return _waited(await self._finish(state, duplicate=True, target=seen.turn))
-            opening: list[Event] = ([] if state.last_seq else
-                                    [ConversationOpened(customer_id=self.settings.default_customer)])
+            opening: list[Event] = ([] if state.last_seq else  # the caller (CLI, code) is a trusted operator
+                                    [ConversationOpened(customer_id=self.settings.default_customer or "",
+                                                        verified_at=time.time(), verified_by="operator")])
             try:
                 accepted = self.append(cid, state.last_seq, state.turn_count + 1,
                                        [*opening, CustomerMessaged(text=message, client_message_id=client_message_id)],
@@ -395,7 +396,8 @@ class SupportDesk:
                                        outcome=outcome, llm_calls=budget.calls)]
         case = Case(conversation_id=state.conversation_id, turn=turn.turn, customer_id=state.customer_id,
                     intent=plan.intent, department=plan.department, entities=entities,
-                    actions_taken=state.actions_taken, history=state.history[-10:])
+                    actions_taken=state.actions_taken, history=state.history[-10:],
+                    anonymous=state.anonymous, verified_age_s=_verified_age(state, turn))
         with span("deskline.operation", **{"deskline.plan.mode": plan.mode}):
             run = await operator.execute(plan, case, strategy.constraints)
         clock = self._lap("operation", clock)
@@ -538,6 +540,16 @@ class _LeaseKeeper:
         if self.handle is not None:
             self.handle.cancel()
             self.handle = None
+
+
+def _verified_age(state: ConversationState, turn: TurnView) -> float | None:
+    """Seconds between the last verification and this turn's message (0 when an operator vouched:
+    the CLI and code acting for a customer), from the log, so a replay decides the same."""
+    if state.verified_at is None:
+        return None
+    if state.verified_by == "operator":
+        return 0.0
+    return max(0.0, turn.accepted_at - state.verified_at)
 
 
 def _waited(result: TurnResult | None) -> TurnResult:

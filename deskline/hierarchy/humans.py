@@ -19,7 +19,7 @@ from deskline.eventlog.events import (
     HumanReplied,
     Recorded,
 )
-from deskline.eventlog.projections import ConversationState, fold
+from deskline.eventlog.projections import ConversationState, fold, history_at
 from deskline.handoffs.plan import PlanStep
 from deskline.hierarchy.desk import SupportDesk, clean_text
 from deskline.hierarchy.writer import TemplateWriter
@@ -116,12 +116,16 @@ class HumanConsole:
         if not approve:
             return self._append(state, [ActionDecided(agent_name=agent, approved=False, idempotency_key=key)])
         _, records = self._load(conversation_id)
-        handoff = next((r.event.handoff for r in reversed(records)
-                        if isinstance(r.event, HandoffSent) and r.event.handoff.idempotency_key == key), None)
-        if handoff is None:
+        sent = next((r.event for r in reversed(records)
+                     if isinstance(r.event, HandoffSent) and r.event.handoff.idempotency_key == key), None)
+        if sent is None:
             raise NoPendingAction(f"the handoff behind {key} is not in the log")
+        handoff = sent.handoff
+        if sent.history_seqs:  # the history window the step saw, read back from the log
+            handoff = handoff.model_copy(update={"case": handoff.case.model_copy(
+                update={"history": history_at(records, sent.history_seqs)})})
         approved = handoff.model_copy(update={"constraints": handoff.constraints.model_copy(
-            update={"approval_limit": Decimal("Infinity"), "allow_actions": True})})
+            update={"approval_limit": Decimal("Infinity"), "allow_actions": True, "approved_by": agent})})
         step = PlanStep(step_id=handoff.step_id, agent=handoff.agent, skill=handoff.skill)
         result, events = await self.desk.operator.run_step(step, approved)
         text = TemplateWriter(self.desk.definition).render(result)

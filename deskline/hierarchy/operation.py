@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from deskline.agents.registry import ApprovalRequired, Registry, Skill, SkillCall
-from deskline.errors import PlanError, SkillError
+from deskline.agents.registry import ActionPolicy, ApprovalRequired, Registry, Skill, SkillCall
+from deskline.errors import PlanError, RecordChanged, SkillError
 from deskline.eventlog.events import (
     ActionCompleted,
     ActionRequested,
@@ -57,6 +58,7 @@ class Operator:
     timeout_s: float = 10.0
     retries: int = 2
     entities: frozenset[str] = frozenset()  # the desk's entity names: parameters filled from the case
+    policies: Mapping[str, ActionPolicy] = field(default_factory=dict)  # skill name -> its action policy
 
     async def execute(self, plan: Plan, case: Case, constraints: Constraints) -> Execution:
         run = Execution()
@@ -64,7 +66,7 @@ class Operator:
         for wave in order(plan.steps):
             handoffs = [self._handoff(step, case, constraints, done) for step in wave]
             for h in handoffs:
-                run.events.append(HandoffSent(handoff=h))
+                run.events.append(HandoffSent.of(h))
             if len(wave) == 1:
                 outcomes = [await self._step(wave[0], handoffs[0], done)]
             else:
@@ -103,6 +105,9 @@ class Operator:
         skipped = self._unmet(step, handoff, done)
         if skipped is not None:
             return skipped, [AgentCompleted(result=skipped)]
+        refused = self._unverified(skill, handoff)
+        if refused is not None:
+            return refused, [AgentCompleted(result=refused)]
         params, missing = self._params(skill, handoff)
         if missing:
             result = AgentResult(step_id=step.step_id, agent=step.agent, skill=step.skill,
@@ -115,9 +120,10 @@ class Operator:
 
     async def _run_skill(self, skill: Skill, step: PlanStep, handoff: Handoff,
                          params: BaseModel) -> tuple[AgentResult, list[Event]]:
-        call = SkillCall(handoff=handoff, params=params, records=self.backend)
+        call = SkillCall(handoff=handoff, params=params, records=self.backend, policy=self.policies.get(skill.name))
         started = time.perf_counter()
         error = ""
+        reread = False
         for attempt in range(1, self.retries + 2):
             try:
                 with span("deskline.skill", **{"deskline.skill": skill.name, "deskline.attempt": attempt}) as sp:
@@ -132,6 +138,15 @@ class Operator:
                            "idempotency_key": handoff.idempotency_key},
                 )
                 return result, [AgentCompleted(result=result, latency_ms=_ms(started))]
+            except RecordChanged as exc:
+                if not reread:  # read the record again and answer from what it is now
+                    reread = True
+                    continue
+                error = str(exc) or type(exc).__name__
+                failed = AgentResult(step_id=step.step_id, agent=step.agent, skill=step.skill,
+                                     status="failed", reason=error)
+                return failed, [AgentFailed(step_id=step.step_id, agent=step.agent, skill=step.skill,
+                                            error=error, attempts=attempt), AgentCompleted(result=failed)]
             except (SkillError, TimeoutError) as exc:
                 error = str(exc) or type(exc).__name__
                 transient = isinstance(exc, TimeoutError) or getattr(exc, "transient", False)
@@ -150,6 +165,20 @@ class Operator:
             events.append(AgentCompleted(result=result, latency_ms=_ms(started)))
             return result, events
         raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _unverified(skill: Skill, handoff: Handoff) -> AgentResult | None:
+        """A result asking the customer to sign in (again) when the skill may not run for them."""
+        case = handoff.case
+        if case.anonymous and not skill.public:
+            template, reason = "sign_in", "the customer is not signed in"
+        elif (skill.verification_s is not None and not case.anonymous
+              and (case.verified_age_s is None or case.verified_age_s > skill.verification_s)):
+            template, reason = "verify_again", f"{skill.name} needs a verification in the last {skill.verification_s:.0f} s"
+        else:
+            return None
+        return AgentResult(step_id=handoff.step_id, agent=handoff.agent, skill=handoff.skill, status="unverified",
+                           template=template, reason=reason)
 
     @staticmethod
     def _unmet(step: PlanStep, handoff: Handoff, done: dict[str, AgentResult]) -> AgentResult | None:

@@ -62,6 +62,8 @@ class TemplateWriter:
             if result.template != "default" and own is not None:
                 return own.format(**result.facts)
             return " ".join(self.desk.extractor.question(m) for m in result.missing[:1])
+        if result.status == "unverified":
+            return self.texts.verify_again if result.template == "verify_again" else self.texts.sign_in
         if result.status == "pending_approval":
             amount = result.facts.get("amount", "")
             action = result.facts.get("action", "").replace("_", " ")

@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from deskline.agents.builtin.backend import Invoice, show_date, show_money
 from deskline.agents.builtin.backend.rules import refund_facts
+from deskline.agents.builtin.policy import SENSITIVE_S
 from deskline.agents.registry import Reference, Skill, SkillCall
 from deskline.handoffs import AgentResult
 from deskline.handoffs.payload import Frozen
@@ -106,6 +107,7 @@ async def review_duplicate_charge(call: SkillCall) -> AgentResult:
         "refund_charge",
         duplicate.money,
         lambda key: call.backend.refund_charge(key, call.customer_id, duplicate.id),
+        target=duplicate.id,
     )
     return call.result(
         template="refunded",
@@ -181,6 +183,7 @@ async def refund_charge(call: SkillCall) -> AgentResult:
         "refund_charge",
         charge.money,
         lambda key: call.backend.refund_charge(key, call.customer_id, charge.id),
+        target=charge.id,
     )
     return call.result(template="refunded", action_key=call.key, facts=done)
 
@@ -244,6 +247,7 @@ SKILLS: tuple[Skill, ...] = (
         ),
         keywords=("twice", "double", "duplicate", "two charges"),
         action=True,
+        verification_s=SENSITIVE_S,
         templates=DUPLICATE_TEMPLATES,
         facts=('invoice_id', 'amount', 'issued', 'due', 'invoice_status', 'charge_id', 'charged_on', 'original_charge_id', 'duplicate_charge_id', 'refund_id', 'refunded_on', 'expected_by'),
     ),
@@ -257,6 +261,7 @@ SKILLS: tuple[Skill, ...] = (
         intents=frozenset({"request_refund", "refund_charge"}),
         keywords=("refund",),
         action=True,
+        verification_s=SENSITIVE_S,
         templates=REFUND_TEMPLATES,
         facts=('charge_id', 'invoice_id', 'amount', 'refund_id', 'refunded_on', 'expected_by'),
     ),

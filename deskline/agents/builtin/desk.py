@@ -8,6 +8,7 @@ from typing import Any
 
 from deskline.agents.builtin import billing, payment, tech
 from deskline.agents.builtin.backend.seed import DEMO_CUSTOMER_ID
+from deskline.agents.builtin.policy import refund_policy
 from deskline.agents.builtin.texts import ASKED_FOR_PERSON, FRAUD, TEXTS
 from deskline.definition import Agent, Desk, EscalationRule, Policies, RecordsContext, asks_for_person
 from deskline.handoffs.entities import email_entity, id_entity, money_entity, pattern_entity
@@ -50,6 +51,7 @@ POLICIES = Policies(
                        reply=FRAUD, priority=1),
         asks_for_person(reply=ASKED_FOR_PERSON),
     ),
+    actions={"billing.refund_charge": refund_policy, "billing.review_duplicate_charge": refund_policy},
 )
 
 

@@ -8,6 +8,7 @@ explicitly: "my transfer failed" gets the transfer's status and an offer to retr
 from __future__ import annotations
 
 from deskline.agents.builtin.backend import Payment, show_date, show_money
+from deskline.agents.builtin.policy import SENSITIVE_S
 from deskline.agents.registry import Reference, Skill, SkillCall
 from deskline.handoffs import AgentResult
 from deskline.handoffs.payload import Frozen
@@ -166,6 +167,7 @@ SKILLS: tuple[Skill, ...] = (
         intents=frozenset({"payment_retry", "retry_payment"}),
         keywords=("retry", "try again", "resend", "resubmit"),
         action=True,
+        verification_s=SENSITIVE_S,
         templates=RETRY_TEMPLATES,
         facts=('payment_id', 'payee', 'amount', 'status', 'created', 'failure_reason', 'estimated_arrival', 'retried_on'),
     ),

@@ -8,6 +8,7 @@ types, and the reply shows that address masked: a chat transcript must not leak 
 from __future__ import annotations
 
 from deskline.agents.builtin.backend import Component, Customer, Incident, mask_email, show_time
+from deskline.agents.builtin.policy import SENSITIVE_S
 from deskline.agents.registry import Skill, SkillCall
 from deskline.handoffs import AgentResult
 from deskline.handoffs.payload import Frozen
@@ -201,6 +202,7 @@ SKILLS: tuple[Skill, ...] = (
         intents=frozenset({"passcode_forgotten", "password_reset", "forgot_password"}),
         keywords=("password", "passcode", "reset link", "forgot"),
         action=True,
+        verification_s=SENSITIVE_S,
         templates=RESET_TEMPLATES,
         facts=('masked_email', 'link_expires'),
     ),
@@ -213,6 +215,7 @@ SKILLS: tuple[Skill, ...] = (
         intents=frozenset({"account_blocked", "account_locked", "unlock_account"}),
         keywords=("unlock", "locked out", "locked", "blocked"),
         action=True,
+        verification_s=SENSITIVE_S,
         templates=UNLOCK_TEMPLATES,
         facts=('account_status', 'last_login', 'unlocked_at'),
     ),
@@ -225,6 +228,7 @@ SKILLS: tuple[Skill, ...] = (
         intents=frozenset({"service_outage", "app_crash"}),
         keywords=("outage", "down", "crash", "not loading", "not working", "status"),
         templates=STATUS_TEMPLATES,
+        public=True,
         facts=('component', 'incident_id', 'scope', 'started', 'summary'),
     ),
     Skill(

@@ -70,7 +70,14 @@
   async function start() {
     showError("");
     if (!session) {
-      const created = await call("POST", "/v1/conversations");
+      // The host site signs its customer in and hands the page a short-lived token in the URL's
+      // fragment (#customer_token=...), which never reaches a server log; without one the
+      // conversation is anonymous.
+      const params = new URLSearchParams(location.hash.slice(1));
+      const customerToken = params.get("customer_token");
+      if (customerToken) history.replaceState(null, "", location.pathname + location.search);
+      const created = await call("POST", "/v1/conversations", undefined,
+        customerToken ? { customer_token: customerToken } : undefined);
       session = { id: created.id, token: created.token };
       sessionStorage.setItem(KEY, JSON.stringify(session));
     }

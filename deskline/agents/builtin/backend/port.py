@@ -12,7 +12,8 @@ action on one target: reusing it for anything else raises ``IdempotencyConflict`
 Errors (all ``SkillError``, so inside the ``DesklineError`` tree)::
 
     SkillError
-    ├── ActionRejected       the record is not in a state the action applies to (not transient)
+    ├── RecordChanged
+    │   └── ActionRejected   the record is not in a state the action applies to (re-read, not retried)
     ├── IdempotencyConflict  a key already recorded a different action or target (not transient)
     └── BackendUnavailable   the system of record cannot be reached (transient: retry the step)
 """
@@ -32,11 +33,12 @@ from deskline.agents.builtin.backend.records import (
     LedgerEntry,
     Payment,
 )
-from deskline.errors import SkillError
+from deskline.errors import RecordChanged, SkillError
 
 
-class ActionRejected(SkillError):
-    """The action does not apply to the record as it is now (e.g. the charge is refunded)."""
+class ActionRejected(RecordChanged):
+    """The action does not apply to the record as it is now (e.g. the charge is refunded): the
+    skill read it in another state, so it changed in between; the skill runs again on it."""
 
     code = "action_rejected"
 
