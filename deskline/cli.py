@@ -36,13 +36,19 @@ DeskOpt = Annotated[
     str | None,
     typer.Option("--desk", help="The desk, as module:attribute (default: $DESKLINE_DESK, else the built-in desk)."),
 ]
+CustomerOpt = Annotated[
+    str | None,
+    typer.Option("--customer", help="Act for this customer, as a trusted operator (default: $DESKLINE_CUSTOMER, "
+                                    "else the desk's default customer)."),
+]
 RouterOpt = Annotated[
     str | None,
     typer.Option("--router", help="A router file from `deskline train` (default: $DESKLINE_ROUTER, else the desk's)."),
 ]
 
 
-def _settings(models: str | None = None, desk: str | None = None, router: str | None = None) -> Settings:
+def _settings(models: str | None = None, desk: str | None = None, router: str | None = None,
+              customer: str | None = None) -> Settings:
     from pathlib import Path
 
     from deskline.logs import configure
@@ -54,6 +60,8 @@ def _settings(models: str | None = None, desk: str | None = None, router: str | 
         settings = settings.with_(desk=desk)
     if router:
         settings = settings.with_(router_path=Path(router))
+    if customer:
+        settings = settings.with_(default_customer=customer)
     configure(settings.log_format, settings.log_level)
     return settings
 
@@ -82,9 +90,10 @@ def ask(
     models: ModelsOpt = None,
     desk: DeskOpt = None,
     router: RouterOpt = None,
+    customer: CustomerOpt = None,
 ) -> None:
     """Answer one customer message."""
-    settings = _settings(models, desk, router)
+    settings = _settings(models, desk, router, customer)
     try:
         from deskline.runtime import open_desk
 
@@ -106,7 +115,7 @@ def ask(
 
 @app.command()
 def chat(conversation: ConversationOpt = None, models: ModelsOpt = None, desk: DeskOpt = None,
-         router: RouterOpt = None) -> None:
+         router: RouterOpt = None, customer: CustomerOpt = None) -> None:
     """Chat with a support desk in the terminal (Ctrl-D or /quit to leave)."""
     from rich.console import Console
     from rich.markup import escape
@@ -114,7 +123,7 @@ def chat(conversation: ConversationOpt = None, models: ModelsOpt = None, desk: D
 
     from deskline.runtime import open_desk
 
-    settings = _settings(models, desk, router)
+    settings = _settings(models, desk, router, customer)
     console = Console()
     try:
         support = open_desk(settings)
