@@ -130,11 +130,15 @@ def chat(conversation: ConversationOpt = None, models: ModelsOpt = None, desk: D
     except DesklineError as exc:
         _fail(exc, False)
     texts = support.definition.texts
-    console.print(f"[bold]{escape(support.definition.name)}[/] {escape(texts.chat_banner)} /quit to leave.")
+    console.print(f"[bold]{escape(texts.chat_banner)}[/] /new starts a new conversation, /quit leaves.")
     cid = conversation
+
+    waiting = (f"[dim]({escape(texts.with_person)} It waits in the support console for a person; type /new to "
+               "start a new conversation, /quit to leave.)[/]")
 
     async def loop() -> None:
         nonlocal cid
+        seen = 0
         while True:
             try:
                 text = Prompt.ask("[cyan]you[/]", console=console)
@@ -143,15 +147,25 @@ def chat(conversation: ConversationOpt = None, models: ModelsOpt = None, desk: D
                 return
             if text.strip() in ("/quit", "/exit"):
                 return
+            if text.strip() == "/new":
+                if cid:
+                    console.print(f"[dim]conversation {cid} is kept; starting a new one[/]")
+                cid, seen = None, 0
+                continue
             try:
                 result = await support.handle(cid, text)
             except InputError as exc:
                 console.print(f"[red]{exc.message}[/]")
                 continue
             cid = result.conversation_id
+            for who, said in _person_replies(support, cid, seen):  # what a person wrote in the console
+                console.print(f"[magenta]{escape(who)}[/] {escape(said)}")
+            seen = support.states.load(cid).last_seq
             tag = f"{result.department} · {result.mode}" + (" · escalated" if result.escalated else "")
-            reply = result.reply if result.reply is not None else texts.with_person
-            console.print(f"[green]desk[/] [dim]({tag})[/] {reply}")
+            if result.reply is not None:
+                console.print(f"[green]desk[/] [dim]({tag})[/] {escape(result.reply)}")
+            if result.escalated or result.reply is None:
+                console.print(waiting)
 
     try:
         asyncio.run(loop())
@@ -159,6 +173,14 @@ def chat(conversation: ConversationOpt = None, models: ModelsOpt = None, desk: D
         _fail(exc, False)
     if cid:
         console.print(f"[dim]conversation {cid}[/]")
+
+
+def _person_replies(support: object, cid: str, after: int) -> list[tuple[str, str]]:
+    """What human agents wrote in the conversation after seq ``after``."""
+    from deskline.eventlog.events import HumanReplied
+
+    records = support.store.load(cid, after=after)  # type: ignore[attr-defined]
+    return [(r.event.agent_name, r.event.text) for r in records if isinstance(r.event, HumanReplied)]
 
 
 @app.command()

@@ -47,3 +47,18 @@ def test_the_baseline_is_current(baseline: dict[str, Any], summary: dict[str, An
     human = summary["per_department"]["human"]["recall"]
     assert summary["macro_f1"] - baseline["macro_f1"] < STALE, baseline["regenerate"]
     assert human - baseline["human_recall"] < STALE, baseline["regenerate"]
+
+
+CONVERSATIONS = Path(__file__).parents[1] / "bench" / "conversations_baseline.json"
+
+
+def test_the_multi_turn_set_does_not_regress() -> None:
+    """Per-turn and per-conversation pass rates on the shipped multi-turn set stay at the committed baseline."""
+    base = json.loads(CONVERSATIONS.read_text(encoding="utf-8"))
+    data = load_datasets([resolve_data(name) for name in base["split"]])
+    summary = asyncio.run(evaluate(data, memory_desk(Settings(log_level="error")))).summary
+    assert summary["n"] == base["n"], "the set changed: regenerate bench/conversations_baseline.json"
+    assert summary["failures"] == []
+    assert summary["turns"]["pass_rate"] >= base["turns_pass_rate"] - base["tolerance"], summary["turns"]
+    assert summary["conversations"]["pass_rate"] >= base["conversations_pass_rate"] - base["tolerance"]
+    assert summary["turns"]["pass_rate"] - base["turns_pass_rate"] < STALE, base["regenerate"]

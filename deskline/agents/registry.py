@@ -16,6 +16,7 @@ from typing import Annotated, Any, Protocol, TypeVar, runtime_checkable
 from pydantic import BaseModel, StringConstraints
 
 from deskline.handoffs import AgentName, AgentResult, EntityName, Handoff, Money, ResultStatus
+from deskline.handoffs.payload import Entities, Offer
 
 Facts = Mapping[str, str]
 
@@ -102,9 +103,12 @@ class SkillCall:
         action_key: str | None = None,
         missing: tuple[EntityName, ...] = (),
         facts: Mapping[str, object] | None = None,
+        offer: Offer | None = None,
         **more: object,
     ) -> AgentResult:
-        """A result of this step; its facts are ``facts`` and ``more`` (``None`` values dropped)."""
+        """A result of this step; its facts are ``facts`` and ``more`` (``None`` values dropped);
+        ``offer`` is the action its reply proposes (``call.offer(...)``), which the customer may
+        accept in the next turns."""
         merged = {**(facts or {}), **more}
         return AgentResult(
             step_id=self.handoff.step_id,
@@ -116,7 +120,12 @@ class SkillCall:
             missing=missing,
             reason=reason,
             action_key=action_key,
+            offer=offer,
         )
+
+    def offer(self, skill: str, **entities: str) -> Offer:
+        """The offer to run ``skill`` with these entities (``call.offer("orders.cancel", order_id=...)``)."""
+        return Offer(skill=skill, entities=Entities.of(**entities), turn=self.handoff.case.turn)
 
     def act(self, action: str, amount: Money | None, do: Callable[[str], Facts], target: str = "") -> Facts:
         """Run an action once per idempotency key, behind the approval gate and the desk's policy
@@ -180,6 +189,7 @@ class Skill:
     facts: tuple[str, ...] = ()
     public: bool = False
     verification_s: float | None = None
+    offers: tuple[str, ...] = ()  # the action skills its replies may offer to run
 
     def tool_schema(self) -> dict[str, Any]:
         """The skill as a tool for a model planner: name, description, JSON schema."""

@@ -136,6 +136,9 @@ class Texts:
     sign_in: str = ("I can answer general questions here, but to look at your account or change anything "
                     "you need to sign in first.")
     verify_again: str = "For your security, please sign in again to confirm it's you before I make this change."
+    thanks: str = "You're welcome! Is there anything else I can help with?"
+    goodbye: str = "Thanks for getting in touch. Goodbye!"
+    declined: str = "No problem, I won't do that. Is there anything else I can help with?"
     chat_banner: str = "Ask the desk anything it handles."
 
 

@@ -69,6 +69,12 @@ def _problems(desk: Desk) -> Iterable[str]:
             elif need not in skill.params.model_fields:
                 yield f"skill {skill.name!r} requires {need!r} but its params model has no such field"
         yield from _templates(skill.name, skill.templates, skill.facts, entities)
+        for offered in skill.offers:
+            target = next((s for s in desk.skills if s.name == offered), None)
+            if target is None:
+                yield f"skill {skill.name!r} offers unknown skill {offered!r}"
+            elif not target.action:
+                yield f"skill {skill.name!r} offers {offered!r}, which takes no action"
     skills = {s.name: s for s in desk.skills}
     for name in desk.policies.actions:
         if name not in skills:

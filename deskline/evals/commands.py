@@ -34,6 +34,8 @@ DeskOpt = Annotated[str | None, Option("--desk", help="The desk, as module:attri
                                                       "else the built-in desk).")]
 RouterOpt = Annotated[Path | None, Option("--router", help="A router file from `deskline train` "
                                                            "(default: $DESKLINE_ROUTER, else the desk's).")]
+RAW_HELP = "Write personal data unmasked; only for a trusted, private destination."
+RawOpt = Annotated[bool, Option("--raw", help=RAW_HELP)]
 
 
 def register(app: typer.Typer) -> None:
@@ -69,8 +71,13 @@ def eval_command(
         "--update-baseline", help="Write the --baseline file from this run instead.")] = False,
     desk: DeskOpt = None,
     router: RouterOpt = None,
+    raw: Annotated[bool, Option("--raw", help=f"{RAW_HELP} Query texts in the summary, --json and "
+                                              "--report are masked without it.")] = False,
 ) -> None:
-    """Run recorded queries through a fresh desk and score routing, escalation, cost and speed."""
+    """Run recorded queries through a fresh desk and score routing, escalation, cost and speed.
+
+    Query texts shown (worst misroutes, failures) have card numbers, IBANs, SSNs, emails and phone
+    numbers masked unless ``--raw``."""
     from deskline.errors import DesklineError
 
     if mode not in ("plan", "loop") or engine not in ("auto", "direct", "pydantic-evals"):
@@ -102,18 +109,28 @@ def eval_command(
         _fail(exc, as_json)
     summary = enrich(done, dataset, settings)
     if as_json:
-        typer.echo(json.dumps(summary))
+        typer.echo(json.dumps(summary if raw else _masked_failures(summary)))
     else:
         from deskline.evals.report import print_summary
 
-        print_summary(summary, done[0].rows)
+        print_summary(summary, done[0].rows, raw=raw)
     if report is not None:
         from deskline.evals.report import html_report
 
-        report.write_text(html_report(summary, done[0].rows), encoding="utf-8")
+        report.write_text(html_report(summary, done[0].rows, raw=raw), encoding="utf-8")
         typer.echo(f"report written to {report}", err=True)
     if baseline is not None:
         _baseline(summary, baseline, dataset, update_baseline)
+
+
+def _masked_failures(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary with the texts and errors of its failed turns masked."""
+    if not summary.get("failures"):
+        return summary
+    from deskline.privacy import mask
+
+    return {**summary, "failures": [{**f, "text": mask(f.get("text") or ""), "error": mask(f.get("error") or "")}
+                                    for f in summary["failures"]]}
 
 
 def _settings(models: Path | None, threshold: float | None, desk: str | None = None,
@@ -262,17 +279,24 @@ def export_queries_command(
     out: Annotated[Path | None, Option("--out", help="JSONL file (default: stdout).")] = None,
     database: DatabaseOpt = None,
     desk: DeskOpt = None,
+    raw: RawOpt = False,
 ) -> None:
-    """Write every recorded customer turn as a labelled query (JSONL) for ``deskline eval``."""
+    """Write every recorded customer turn as a labelled query (JSONL) for ``deskline eval``.
+
+    Personal data is masked unless ``--raw``: card numbers, IBANs, SSNs, emails and phone
+    numbers in the texts, and the desk's personal entities written by name only (``email``,
+    not ``email=...``), so the export still evaluates."""
     from deskline.errors import DesklineError
     from deskline.evals.dataset import export_queries
+    from deskline.runtime import desk_for
 
     settings = _settings(None, None, desk)
     count = 0
     try:
+        personal = () if raw else desk_for(settings).extractor.personal
         store = _log_store(database or settings.database_url)
         with out.open("w", encoding="utf-8") if out else _stdout() as sink:
-            for row in export_queries(store):
+            for row in export_queries(store, raw=raw, personal=personal):
                 sink.write(json.dumps(row) + "\n")
                 count += 1
     except DesklineError as exc:
@@ -288,13 +312,16 @@ def replay_command(
     as_json: JsonOpt = False,
     desk: DeskOpt = None,
     router: RouterOpt = None,
+    raw: RawOpt = False,
 ) -> None:
-    """Replay the logged conversations under a new configuration; list turns that would change."""
+    """Replay the logged conversations under a new configuration; list turns that would change
+    (their texts masked unless ``--raw``)."""
     import asyncio
 
     from deskline.errors import DesklineError
     from deskline.eventlog.projections import fold
     from deskline.hierarchy.replay import replay
+    from deskline.privacy import mask
     from deskline.runtime import memory_desk
 
     settings = _settings(models, abstain_threshold, desk, router)
@@ -306,7 +333,7 @@ def replay_command(
         ids = store.conversation_ids()[:limit]
         for cid in ids:
             records = store.load(cid)
-            texts = {t.turn: t.text for t in fold(cid, records).turns}
+            texts = {t.turn: t.text if raw else mask(t.text) for t in fold(cid, records).turns}
             for t in asyncio.run(replay(desk, cid, records)):
                 turns += 1
                 if not t.same:

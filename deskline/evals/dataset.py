@@ -21,7 +21,7 @@ import csv
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -44,6 +44,7 @@ from deskline.eventlog.events import (
 from deskline.eventlog.store import EventStore
 from deskline.handoffs.entities import is_name
 from deskline.handoffs.payload import HUMAN, Department, Entities, Mode, parse_money
+from deskline.privacy import mask
 from deskline.routing.classifier import normalise
 
 MODES: frozenset[str] = frozenset(get_args(Mode))
@@ -266,19 +267,25 @@ def training_digests(paths: tuple[Path, ...]) -> frozenset[bytes]:
     return frozenset(found)
 
 
-def export_queries(store: EventStore) -> Iterator[dict[str, Any]]:
+def export_queries(store: EventStore, *, raw: bool = False,
+                   personal: Collection[str] = ()) -> Iterator[dict[str, Any]]:
     """Every recorded customer turn as a query row, labelled with what happened.
 
     ``department`` is the department that resolved the turn (``human`` when a person took
     over), omitted when nobody did (the bot asked a clarifying question); ``escalate`` says
     whether a person took over. Multi-turn conversations keep their id and turn numbers.
+
+    Personal data is masked (``deskline.privacy.mask``) unless ``raw``: the text, and every
+    entity named in ``personal`` (the desk's ``extractor.personal``) or whose value holds
+    personal data is written as its name alone, so a masked export still evaluates.
     """
     for cid in store.conversation_ids():
-        yield from turn_rows(cid, store.load(cid))
+        yield from turn_rows(cid, store.load(cid), raw=raw, personal=personal)
 
 
-def turn_rows(conversation_id: str, records: Sequence[Recorded]) -> Iterator[dict[str, Any]]:
-    """The query rows of one conversation's records."""
+def turn_rows(conversation_id: str, records: Sequence[Recorded], *, raw: bool = False,
+              personal: Collection[str] = ()) -> Iterator[dict[str, Any]]:
+    """The query rows of one conversation's records (masked unless ``raw``; see ``export_queries``)."""
     by_turn: dict[int, list[Recorded]] = {}
     for r in records:
         by_turn.setdefault(r.turn, []).append(r)
@@ -291,7 +298,8 @@ def turn_rows(conversation_id: str, records: Sequence[Recorded]) -> Iterator[dic
         reply = next((e for e in events if isinstance(e, ReplySent)), None)
         took_over = EscalationRequested | EscalationClaimed | HumanReplied | TurnHeld
         person = any(isinstance(e, took_over) for e in events)
-        row: dict[str, Any] = {"text": message.text, "conversation_id": conversation_id, "turn": turn}
+        row: dict[str, Any] = {"text": message.text if raw else mask(message.text),
+                               "conversation_id": conversation_id, "turn": turn}
         if person:
             row["department"] = HUMAN
         elif reply is not None and reply.outcome in ("answered", "needs_info"):
@@ -302,9 +310,16 @@ def turn_rows(conversation_id: str, records: Sequence[Recorded]) -> Iterator[dic
             row["mode"] = plan.mode
         if names := handoff_entities([e.handoff.case.entities for e in events
                                       if isinstance(e, HandoffSent)]):
-            row["entities"] = [f"{n}={v}" for n, v in names]
+            row["entities"] = list(dict.fromkeys(_entity_item(n, v, raw, personal) for n, v in names))
         row["outcome"] = reply.outcome if reply is not None else "held"
         yield row
+
+
+def _entity_item(name: str, value: str, raw: bool, personal: Collection[str]) -> str:
+    """``name=value``; only ``name`` ("any value") for personal data unless ``raw``."""
+    if not raw and (name in personal or mask(value) != value):
+        return name
+    return f"{name}={value}"
 
 
 def handoff_entities(found: Sequence[Entities]) -> list[tuple[str, str]]:

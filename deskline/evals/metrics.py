@@ -248,6 +248,21 @@ class Scored:
     def misrouted(self) -> bool:
         return self.expected is not None and self.predicted != self.expected
 
+    @property
+    def passed(self) -> bool:
+        """Every check this turn's row asks for holds (routing, escalation, mode, intent,
+        entities, reply facts, grounding), and the turn did not fail."""
+        checks = (
+            self.expected is None or self.predicted == self.expected,
+            self.expected_escalate is None or self.escalated == self.expected_escalate,
+            self.expected_mode is None or self.mode == self.expected_mode,
+            self.expected_intent is None or self.intent == self.expected_intent,
+            self.entities_ok is not False,
+            self.facts_ok is not False,
+            self.grounded is not False,
+        )
+        return self.error is None and all(checks)
+
 
 def routing(rows: Sequence[Scored], labels: Sequence[str]) -> dict[str, object]:
     """Accuracy, macro-F1 and per-label scores of the rows that carry a department label."""
@@ -292,6 +307,8 @@ def summarise(rows: Sequence[Scored], labels: Sequence[str]) -> dict[str, Any]:
                       "accuracy": _r(rate(r.mode == r.expected_mode for r in modes))},
         "outcomes": dict(Counter(r.outcome for r in rows).most_common()),
         "entities": _pass_rate(r.entities_ok for r in rows),
+        "turns": _pass_rate(r.passed for r in rows),
+        "conversations": _pass_rate(all(r.passed for r in group) for group in _by_case(rows)),
         "grounding": _pass_rate(r.grounded for r in rows),
         "reply_facts": _pass_rate(r.facts_ok for r in rows),
         "llm_calls": {"mean": _r(mean(calls)), "max": max(calls, default=0), "total": sum(calls)},
@@ -339,6 +356,13 @@ def gate(summary: dict[str, object], baseline: dict[str, object]) -> list[str]:
 
 def _subset(route: dict[str, object]) -> dict[str, object]:
     return {"n": route["n"], "accuracy": route["accuracy"], "macro_f1": route["macro_f1"]}
+
+
+def _by_case(rows: Sequence[Scored]) -> list[list[Scored]]:
+    groups: dict[str, list[Scored]] = {}
+    for r in rows:
+        groups.setdefault(r.case, []).append(r)
+    return list(groups.values())
 
 
 def _pass_rate(flags: Iterable[bool | None]) -> dict[str, object]:

@@ -2,7 +2,9 @@
 
 The HTML report is one self-contained file (no script, no external asset): the headline and
 per-department tables, the routing confusion matrix drawn as an inline SVG heat map, and the
-worst misroutes (the most confidently wrong first) with their texts.
+worst misroutes (the most confidently wrong first) with their texts. Query texts (and the
+errors of failed turns) are masked with ``deskline.privacy.mask`` unless ``raw=True``: a report
+travels further than the log it was measured on.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from deskline.evals.metrics import Difference, Scored, difference, worst_misroutes
+from deskline.privacy import mask
 
 # (label, path into the summary, better when higher?) for the headline and the comparison.
 HEADLINE: tuple[tuple[str, str, bool | None], ...] = (
@@ -27,6 +30,8 @@ HEADLINE: tuple[tuple[str, str, bool | None], ...] = (
     ("entities in handoffs", "entities.pass_rate", True),
     ("grounded replies", "grounding.pass_rate", True),
     ("reply facts", "reply_facts.pass_rate", True),
+    ("turns passing every check", "turns.pass_rate", True),
+    ("conversations passing every turn", "conversations.pass_rate", True),
     ("model calls / query", "llm_calls.mean", False),
     ("model calls, max", "llm_calls.max", False),
     ("tokens / query", "tokens.per_query", False),
@@ -74,8 +79,15 @@ def label_for(share: float | None, label_map: bool = False) -> str:
             "training data; 'held_out' scores the rest")
 
 
-def print_summary(summary: Mapping[str, Any], rows: Sequence[Scored], console: Any = None) -> None:
-    """The terminal summary: headline, per-department scores, confusion matrix, worst misroutes."""
+def shown(text: str, raw: bool = False) -> str:
+    """A query text as a report shows it: personal data masked unless ``raw``."""
+    return text if raw else mask(text)
+
+
+def print_summary(summary: Mapping[str, Any], rows: Sequence[Scored], console: Any = None, *,
+                  raw: bool = False) -> None:
+    """The terminal summary: headline, per-department scores, confusion matrix, worst misroutes
+    (their texts masked unless ``raw``)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -107,7 +119,7 @@ def print_summary(summary: Mapping[str, Any], rows: Sequence[Scored], console: A
         bad = Table("text", "expected", "predicted", "confidence", title="worst misroutes",
                     title_justify="left")
         for r in worst:
-            bad.add_row(r.text[:70], r.expected or "", r.predicted, f"{r.confidence:.2f}")
+            bad.add_row(shown(r.text, raw)[:70], r.expected or "", r.predicted, f"{r.confidence:.2f}")
         console.print(bad)
     if summary.get("failures"):
         console.print(f"[red]{len(summary['failures'])} turn(s) raised[/]; --json lists them")
@@ -218,18 +230,20 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def html_report(summary: Mapping[str, Any], rows: Sequence[Scored], limit: int = 30) -> str:
-    """The whole report as one HTML page."""
+def html_report(summary: Mapping[str, Any], rows: Sequence[Scored], limit: int = 30, *,
+                raw: bool = False) -> str:
+    """The whole report as one HTML page; query texts and errors masked unless ``raw``."""
     e = html.escape
     run = summary.get("run", {})
     name = e(str(summary.get("dataset", "")))
     headline = [(label, v) for label, path, _ in HEADLINE if (v := pick(summary, path)) is not None]
     depts = [(k, v["precision"], v["recall"], v["f1"], v["support"], v["predicted"])
              for k, v in summary.get("per_department", {}).items()]
-    worst = [(r.text, r.expected, r.predicted, round(r.confidence, 3), r.stage, r.intent)
+    worst = [(shown(r.text, raw), r.expected, r.predicted, round(r.confidence, 3), r.stage, r.intent)
              for r in worst_misroutes(rows, limit)]
     modes = list(summary.get("plan_mode", {}).get("counts", {}).items())
-    failures = [(f["case"], f["turn"], f["text"], f["error"]) for f in summary.get("failures", [])]
+    failures = [(f["case"], f["turn"], shown(f["text"] or "", raw), shown(f["error"] or "", raw))
+                for f in summary.get("failures", [])]
     subsets = [(k, summary[k]["n"], summary[k]["accuracy"], summary[k]["macro_f1"])
                for k in ("held_out", "unambiguous") if k in summary]
     cm = summary.get("confusion_matrix")

@@ -22,6 +22,8 @@ from deskline.handoffs.payload import (
     Handoff,
     Mode,
     Money,
+    Offer,
+    Topic,
 )
 from deskline.handoffs.plan import Plan
 
@@ -195,6 +197,9 @@ class ReplySent(_Event):
     grounded: bool = True
     llm_calls: int = 0
     latency_ms: float = 0.0
+    topic: Topic | None = None  # what the conversation is about after this turn (None: unchanged)
+    offer: Offer | None = None  # the action this reply proposes, open for the next turns
+    offer_closed: bool = False  # this turn accepted or declined the open offer
 
 
 class TurnHeld(_Event):

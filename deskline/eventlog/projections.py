@@ -29,7 +29,7 @@ from deskline.eventlog.events import (
     StrategyDecided,
     TurnHeld,
 )
-from deskline.handoffs.payload import Department, Entities, HistoryItem, Mode
+from deskline.handoffs.payload import Department, Entities, HistoryItem, Mode, Offer, Topic
 from deskline.handoffs.plan import Plan
 
 HISTORY_WINDOW = 10
@@ -88,6 +88,8 @@ class ConversationState:
     entities: Entities = Entities()
     pending_action: dict[str, str] | None = None
     spent_usd: Decimal = Decimal(0)
+    topic: Topic | None = None
+    offer: Offer | None = None
 
     @property
     def turn_count(self) -> int:
@@ -107,7 +109,7 @@ class _Builder:
 
     __slots__ = ("actions", "anonymous", "claimed_by", "customer_id", "done", "entities", "escalated", "failed_streak",
                  "history", "last_seq", "missing", "negative_streak", "owner", "pending", "pending_action", "plan",
-                 "spent_usd", "turns", "verified_at", "verified_by")
+                 "spent_usd", "topic", "turns", "offer", "verified_at", "verified_by")
 
     def __init__(self) -> None:
         self.turns: list[dict[str, Any]] = []  # the last turn, still changing
@@ -120,6 +122,8 @@ class _Builder:
         self.anonymous = False
         self.verified_at: float | None = None
         self.verified_by = ""
+        self.topic: Topic | None = None
+        self.offer: Offer | None = None
         self.last_seq = 0
         self.owner = "bot"
         self.claimed_by: str | None = None
@@ -173,7 +177,7 @@ def _state(conversation_id: str, b: _Builder) -> ConversationState:
         claimed_by=b.claimed_by, escalated=b.escalated, turns=(*b.done, *(TurnView(**t) for t in b.turns)),
         history=tuple(b.history[-HISTORY_WINDOW:]), failed_streak=b.failed_streak,
         negative_streak=b.negative_streak, pending=b.pending, actions_taken=tuple(b.actions),
-        entities=b.entities, pending_action=b.pending_action, spent_usd=b.spent_usd,
+        entities=b.entities, pending_action=b.pending_action, spent_usd=b.spent_usd, topic=b.topic, offer=b.offer,
     )
 
 
@@ -255,6 +259,12 @@ def _apply(b: _Builder, r: Recorded) -> None:
         if e.outcome == "needs_info" and b.plan is not None and b.missing:
             b.pending = PendingPlan(b.plan.plan, b.plan.entities, tuple(b.missing), r.turn)
         b.plan = None  # the turn's plan is done with (a long-lived fold need not keep it)
+        if e.topic is not None:
+            b.topic = e.topic
+        if e.offer is not None:
+            b.offer = e.offer
+        elif e.offer_closed:
+            b.offer = None
         b.history.append(HistoryItem(role="bot", text=e.text, seq=r.seq))
 
 

@@ -2,6 +2,10 @@
 
 ``HumanQueue.refresh(store)`` reads only the events appended since its last position
 (``store.read_all(after)``), so a console polling the queue never rescans the log.
+
+The list is what any signed-in agent sees before claiming a conversation, so an entry's summary
+and reason are masked (``deskline.privacy.mask``), also for escalations logged before the desk
+masked its summaries; the transcript a claimed agent reads is not masked.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from deskline.eventlog.events import (
     Recorded,
 )
 from deskline.eventlog.store import EventStore
+from deskline.privacy import mask
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +54,8 @@ class HumanQueue:
         e = r.event
         cid = r.conversation_id
         if isinstance(e, EscalationRequested):
-            self._entries[cid] = QueueEntry(cid, r.seq, e.reason, e.priority, e.summary, e.actions_taken,
-                                            e.pending_action, r.at)
+            self._entries[cid] = QueueEntry(cid, r.seq, mask(e.reason), e.priority, mask(e.summary),
+                                            e.actions_taken, e.pending_action, r.at)
         elif isinstance(e, EscalationClaimed) and cid in self._entries:
             self._entries[cid] = replace(self._entries[cid], claimed_by=e.agent_name, claimed_at=r.at)
         elif isinstance(e, ActionDecided) and cid in self._entries:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 from deskline.handoffs.payload import NAME_PATTERN, Entities, Money, money_value
 
@@ -43,10 +43,15 @@ class EntityType:
     personal: bool = False
     question: str = ""
     description: str = ""
+    resolve: Callable[[Any, str, str], Iterable[str]] | None = None
+    """``resolve(records, customer_id, text)``: the values a message refers to without naming them
+    ("my order of the blue lamp", "the open one", "the $75 one"), looked up in the desk's system of
+    record for that customer; nothing when the text refers to none."""
 
 
 def id_entity(name: str, prefix: str, *more_prefixes: str, digits: tuple[int, int] = (3, 10),
-              question: str = "", description: str = "", personal: bool = False) -> EntityType:
+              question: str = "", description: str = "", personal: bool = False,
+              resolve: Callable[[Any, str, str], Iterable[str]] | None = None) -> EntityType:
     """A record reference written as a prefix and digits: ``ORD-1001``, ``ord 1001``, ``#ORD1001``.
 
     Each prefix is kept as written in upper case, so ``TRF 12`` stays ``TRF-12`` when ``TRF`` is
@@ -59,7 +64,7 @@ def id_entity(name: str, prefix: str, *more_prefixes: str, digits: tuple[int, in
         return (f"{m.group(1).upper()}-{m.group(2)}" for m in pattern.finditer(text))
 
     return EntityType(name, find, "id", personal, question or f"Could you tell me the {_words(name)}? "
-                      f"It starts with {prefix}-.", description or f"a reference like {prefix}-1001")
+                      f"It starts with {prefix}-.", description or f"a reference like {prefix}-1001", resolve)
 
 
 _AMOUNT_SYMBOL = re.compile(r"([$€£])\s?(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{1,2}))?(?!\d)")

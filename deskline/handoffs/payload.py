@@ -159,6 +159,33 @@ class Case(Frozen):
     verified_age_s: float | None = None  # seconds since the customer was last vouched for (0: an operator)
 
 
+OFFER_TURNS = 2  # an offer can be accepted in the next this-many turns
+
+
+class Offer(Frozen):
+    """An action the desk proposed in its reply ("I can refund the duplicate if you'd like"): the
+    skill to run and the entities to run it with. The customer accepts it ("yes please") or
+    declines it within ``OFFER_TURNS`` turns; accepting runs it behind the same gates as ever."""
+
+    skill: str
+    entities: Entities = Entities()
+    turn: int = 0  # the turn that made the offer
+
+    def open_at(self, turn: int) -> bool:
+        return self.turn < turn <= self.turn + OFFER_TURNS
+
+
+class Topic(Frozen):
+    """What the conversation is about now: the department, agent and skill of the last turn that
+    ran a plan, and the entities in play (named by the customer or found by the skills)."""
+
+    department: Department
+    agent: AgentName
+    skill: str
+    entities: Entities = Entities()
+    turn: int = 0
+
+
 class AgentResult(Frozen):
     """What a skill hands back; the writer may only say what is in ``facts``."""
 
@@ -171,6 +198,7 @@ class AgentResult(Frozen):
     missing: tuple[EntityName, ...] = ()
     reason: str = ""
     action_key: str | None = None
+    offer: Offer | None = None  # the action this result's reply proposes
 
     @property
     def ok(self) -> bool:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from deskline.handoffs.payload import AgentName, Department, Frozen, Mode
 
-Stage = Literal["cache", "classifier", "llm", "resume", "rules", "fallback"]
+Stage = Literal["cache", "classifier", "llm", "resume", "rules", "fallback", "dialogue"]
 
 
 class StageVerdict(Frozen):

@@ -56,9 +56,11 @@ from deskline.eventlog.projections import ConversationState, TurnView, advance
 from deskline.eventlog.states import ConversationStates
 from deskline.eventlog.store import EventStore
 from deskline.handoffs import escalation
-from deskline.handoffs.payload import HUMAN, OTHER, AgentResult, Case, Department, Entities, Mode
+from deskline.handoffs.payload import HUMAN, OTHER, AgentResult, Case, Department, Entities, Mode, Offer, Topic
 from deskline.handoffs.plan import Plan
+from deskline.hierarchy import conversation
 from deskline.hierarchy import strategy as strategy_rules
+from deskline.hierarchy.dialogue import Move
 from deskline.hierarchy.operation import Execution, Operator
 from deskline.hierarchy.strategy import Strategy
 from deskline.hierarchy.tactical import Tactician
@@ -117,6 +119,8 @@ def new_conversation_id() -> str:
 
 def clean_text(text: str | bytes, limit: int) -> str:
     """The customer's message, or a typed error saying why it cannot be taken."""
+    from deskline.privacy import normalise_text
+
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
@@ -127,6 +131,10 @@ def clean_text(text: str | bytes, limit: int) -> str:
     except UnicodeEncodeError as exc:  # lone surrogates: undecodable bytes smuggled in as str
         raise InvalidEncoding(f"the message is not valid UTF-8 (character {exc.start})",
                               position=exc.start) from exc
+    if len(text) > 4 * limit:  # too long however it normalises; spare NFKC a huge input
+        raise MessageTooLong(f"the message has {len(text)} characters; the limit is {limit}",
+                             length=len(text), limit=limit)
+    text = normalise_text(text)  # full-width digits as ASCII; no bidi controls or zero-width characters
     if not text.strip():
         raise EmptyMessage("the message is empty")
     if len(text) > limit:
@@ -355,6 +363,8 @@ class SupportDesk:
         models = models if models is not None else self.models
         text = turn.text
         said = self.definition.extractor(text)
+        referred = self._referred(state, text, said)
+        said = said.merged(referred) if not referred.is_empty() else said
         entities = state.entities.merged(said)
         clock = time.perf_counter()
         with span("deskline.strategy"):
@@ -372,16 +382,22 @@ class SupportDesk:
         tactician = self.tactician
         if models is not self.models or cache is not None:
             tactician = replace(tactician, models=models, cache=cache if cache is not None else tactician.cache)
+        move = self._dialogue(tactician, state, turn, text, said, referred, strategy, entities)
         with span("deskline.triage") as triage_span:
-            plan, found = await tactician.plan(state, text, entities, strategy, budget)
+            if move is not None:
+                plan, found, entities = move[0], Entities(), entities.merged(move[1].entities)
+            else:
+                plan, found = await tactician.plan(state, text, entities, strategy, budget, named=said)
             triage_span.set_attribute("deskline.stage", plan.stage)
             triage_span.set_attribute("deskline.plan.mode", plan.mode)
         clock = self._lap("triage", clock)
+        closes_offer = move is not None and move[1].closes_offer
         events.extend(_model_events(budget, "planner"))
         if plan.stage == "resume" and state.pending is not None:
             entities = state.pending.entities.merged(entities)
         entities = entities.merged(found)
-        events.append(PlanMade(plan=plan, entities=entities if plan.stage == "resume" else said.merged(found)))
+        events.append(PlanMade(plan=plan, entities=entities if plan.stage in ("resume", "dialogue")
+                               else said.merged(found)))
         if plan.mode == "escalate":
             reasons = strategy.reasons if strategy.action == "escalate" else (plan.reason,)
             said_reply = strategy.reply if strategy.action == "escalate" else self.definition.escalation_reply()
@@ -390,10 +406,10 @@ class SupportDesk:
                     ReplySent(text=said_reply, department=HUMAN, mode="escalate",
                               escalated=True, outcome="escalated", llm_calls=budget.calls)]
         if plan.mode == "clarify":
-            reply = self.writer.write(plan, [], text)
+            said_text = move[1].reply if move is not None else self.writer.write(plan, [], text).text
             outcome = "unclear" if plan.stage in ("fallback", "llm") else "answered"
-            return [*events, ReplySent(text=reply.text, department=plan.department, mode="clarify",
-                                       outcome=outcome, llm_calls=budget.calls)]
+            return [*events, ReplySent(text=said_text, department=plan.department, mode="clarify",
+                                       outcome=outcome, llm_calls=budget.calls, offer_closed=closes_offer)]
         case = Case(conversation_id=state.conversation_id, turn=turn.turn, customer_id=state.customer_id,
                     intent=plan.intent, department=plan.department, entities=entities,
                     actions_taken=state.actions_taken, history=state.history[-10:],
@@ -407,7 +423,9 @@ class SupportDesk:
                                                  budget, case, plan, run, events, structured_only)
             writer_span.set_attribute("deskline.grounded", reply.grounded)
         self._lap("writer", clock)
-        return [*events, *self._reply(text, plan, entities, run, reply, budget.calls)]
+        topic = conversation.topic_of(self.definition, plan, entities, run.results, turn.turn)
+        offer = conversation.offer_of(self.definition, run.results)
+        return [*events, *self._reply(text, plan, entities, run, reply, budget.calls, topic, offer, closes_offer)]
 
     def _lap(self, stage: str, since: float) -> float:
         now = time.perf_counter()
@@ -480,7 +498,8 @@ class SupportDesk:
         return Reply(outcome.value) if outcome.value is not None else draft
 
     def _reply(self, text: str, plan: Plan, entities: Entities, run: Execution, reply: Reply,
-               llm_calls: int) -> list[Event]:
+               llm_calls: int, topic: Topic | None = None, offer: Offer | None = None,
+               closes_offer: bool = False) -> list[Event]:
         department, mode = plan.department, plan.mode
         if not reply.grounded:
             log.warning("reply.ungrounded", problems=reply.problems)
@@ -492,9 +511,18 @@ class SupportDesk:
             reasons = tuple(r.reason or r.status for r in run.escalations)
             return [*self._escalate(text, plan.intent, entities, run.results, reasons),
                     ReplySent(text=reply.text, department=department, mode=mode, escalated=True,
-                              outcome="escalated", llm_calls=llm_calls)]
+                              outcome="escalated", llm_calls=llm_calls, topic=topic, offer_closed=closes_offer)]
         outcome = "needs_info" if run.needs_info else "answered"
-        return [ReplySent(text=reply.text, department=department, mode=mode, outcome=outcome, llm_calls=llm_calls)]
+        return [ReplySent(text=reply.text, department=department, mode=mode, outcome=outcome, llm_calls=llm_calls,
+                          topic=topic, offer=offer, offer_closed=closes_offer)]
+
+    def _referred(self, state: ConversationState, text: str, said: Entities) -> Entities:
+        return conversation.referred(self.definition, self.records, state, text, said)
+
+    def _dialogue(self, tactician: Tactician, state: ConversationState, turn: TurnView, text: str, said: Entities,
+                  referred: Entities, strategy: Strategy, entities: Entities) -> tuple[Plan, Move] | None:
+        return conversation.move(self.definition, tactician.classifier, state, turn.turn, text, said, referred,
+                                 strategy)
 
     def _escalate(self, text: str, intent: str, entities: Entities, results: Sequence[AgentResult],
                   reasons: Sequence[str], priority: int = 2, rule: str = "") -> list[Event]:

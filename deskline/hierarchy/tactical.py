@@ -22,6 +22,7 @@ from deskline.errors import BudgetExceeded
 from deskline.eventlog.projections import ConversationState
 from deskline.handoffs.payload import HUMAN, OTHER, AgentName, Department, Entities
 from deskline.handoffs.plan import Plan, PlanStep, StageVerdict
+from deskline.hierarchy.dialogue import asks_only
 from deskline.hierarchy.plan import validate
 from deskline.hierarchy.strategy import Strategy
 from deskline.observe.tracing import span
@@ -87,8 +88,11 @@ class Tactician:
         return self._planner
 
     async def plan(self, state: ConversationState, text: str, entities: Entities, strategy: Strategy,
-                   budget: TurnBudget | None = None) -> tuple[Plan, Entities]:
-        """The plan for this turn, and any entities the LLM planner read that the regexes missed."""
+                   budget: TurnBudget | None = None, named: Entities | None = None) -> tuple[Plan, Entities]:
+        """The plan for this turn, and any entities the LLM planner read that the regexes missed.
+
+        ``named``: what this message names or refers to (default: what its words name)."""
+        named = self.desk.extractor(text) if named is None else named
         verdicts: list[StageVerdict] = []
         if strategy.action == "escalate":
             rule = StageVerdict(stage="rules", department=HUMAN, intent="escalation",
@@ -113,24 +117,24 @@ class Tactician:
             cls_span.set_attribute("deskline.confidence", p.confidence)
             cls_span.set_attribute("deskline.abstain", p.abstain)
         if not p.abstain and p.department == OTHER:
-            hinted = self._entity_hint(entities, text, p, verdicts)
+            hinted = self._entity_hint(named, text, p, verdicts)
             if hinted is not None:
                 return hinted, Entities()
         if not p.abstain:
-            owner = self._id_owner(entities, text, p)
+            owner = self._id_owner(named, text, p)
             if owner is not None:
                 verdicts.append(StageVerdict(
                     stage="classifier", department=p.department, intent=p.intent, confidence=p.confidence,
                     alternatives=p.alternatives, reason=f"{p.department} at {p.confidence:.2f}, but the ids named belong to {owner}"))
                 verdicts.append(StageVerdict(stage="rules", department=owner, intent=p.intent, confidence=p.confidence,
                                              accepted=True, reason=f"the message names only {owner}'s ids"))
-                plan = self._route(text, owner, "", p.confidence, "rules", verdicts)
+                plan = self._route(text, owner, "", p.confidence, "rules", verdicts, named)
                 self.cache.put(key, plan)
                 return plan, Entities()
             verdicts.append(StageVerdict(stage="classifier", department=p.department, intent=p.intent,
                                          confidence=p.confidence, accepted=True, alternatives=p.alternatives,
                                          reason=f"confidence {p.confidence:.2f} >= {self.classifier.threshold:.2f}"))
-            plan = self._route(text, p.department, p.intent, p.confidence, "classifier", verdicts)
+            plan = self._route(text, p.department, p.intent, p.confidence, "classifier", verdicts, named)
             self.cache.put(key, plan)
             return plan, Entities()
         verdicts.append(StageVerdict(
@@ -138,24 +142,24 @@ class Tactician:
             alternatives=p.alternatives,
             reason=f"confidence {p.confidence:.2f} below threshold {self.classifier.threshold:.2f}"))
         with span("deskline.triage.llm"):
-            planned = await self._llm(text, p, budget, verdicts, entities)
+            planned = await self._llm(text, p, budget, verdicts, entities, _context(state))
         if planned is not None:
             self.cache.put(key, planned[0])
             return planned
-        hinted = self._entity_hint(entities, text, p, verdicts, classified=True)
+        hinted = self._entity_hint(named, text, p, verdicts, classified=True)
         if hinted is not None:
             return hinted, Entities()
         return Plan(mode="clarify", department=OTHER, intent=p.intent, confidence=p.confidence,
                     stage="fallback", verdicts=tuple(verdicts), reason="nothing confident: ask"), Entities()
 
     async def _llm(self, text: str, p: Prediction, budget: TurnBudget | None, verdicts: list[StageVerdict],
-                   entities: Entities | None = None) -> tuple[Plan, Entities] | None:
+                   entities: Entities | None = None, context: str = "") -> tuple[Plan, Entities] | None:
         """The LLM planner's plan, or None with the reason recorded."""
         if self.models is None or not self.models.has("planner") or budget is None:
             verdicts.append(StageVerdict(stage="llm", reason="no model configured"))
             return None
         reserve = 1 if self.models.has("writer") else 0
-        hint = f"{p.department}/{p.intent} at {p.confidence:.2f}"
+        hint = f"{p.department}/{p.intent} at {p.confidence:.2f}" + (f"; {context}" if context else "")
         try:
             outcome = await self.models.call("planner", lambda model: self.planner.plan(model, text, hint, entities),
                                              budget, reserve=reserve)
@@ -172,7 +176,7 @@ class Tactician:
         return plan.model_copy(update={"verdicts": tuple(verdicts)}), found
 
     def _route(self, text: str, department: Department, intent: str, confidence: float,
-               stage: str, verdicts: list[StageVerdict]) -> Plan:
+               stage: str, verdicts: list[StageVerdict], named: Entities | None = None) -> Plan:
         common = {"department": department, "intent": intent, "confidence": confidence,
                   "stage": stage, "verdicts": tuple(verdicts)}
         if department == HUMAN:
@@ -183,16 +187,18 @@ class Tactician:
         multi = self._sequential(text) or self._parallel(text)
         if multi is not None:
             return validate(Plan(mode=multi[0], steps=multi[1], reason=multi[2], **common), self.registry)
-        skill = self._fit_entities(self.registry.choose(agent, intent, text), text, intent)
+        skill = self._fit_entities(self.registry.choose(agent, intent, text), text, intent, named)
+        if skill.action and asks_only(text):  # a question gets an answer, not an action
+            skill = self._lookup_for(agent, text, named)
         step = PlanStep(step_id="s1", agent=skill.agent, skill=skill.name)
         return validate(Plan(mode="single", steps=(step,), reason=f"{intent} -> {skill.name}", **common), self.registry)
 
-    def _entity_hint(self, entities: Entities, text: str, p: Prediction,
+    def _entity_hint(self, named: Entities, text: str, p: Prediction,
                      verdicts: list[StageVerdict], classified: bool = False) -> Plan | None:
-        """A message that names a record's id belongs with the agent whose skill looks it up."""
-        for entity, skill in self._lookups(entities):
-            value = entities.first(entity)
-            if value is None or value not in text.upper():
+        """A message that names (or refers to) a record belongs with the agent whose skill looks it up."""
+        for entity, skill in self._lookups(named):
+            value = named.first(entity)
+            if value is None:
                 continue
             if not classified:
                 verdicts.append(StageVerdict(
@@ -207,10 +213,10 @@ class Tactician:
                                  reason=f"{value} -> {skill.name}"), self.registry)
         return None
 
-    def _id_owner(self, entities: Entities, text: str, p: Prediction) -> Department | None:
-        """Another agent department, when every id the message names is that department's and the
-        classifier gave it some weight: an explicit reference says which system the request is about."""
-        named = self.desk.extractor(text)
+    def _id_owner(self, named: Entities, text: str, p: Prediction) -> Department | None:
+        """Another agent department, when every id the message names (or refers to) is that
+        department's and the classifier gave it some weight: a reference says which system the
+        request is about."""
         owners: set[AgentName] = set()
         for entity in self.desk.extractor.ids:
             if named.has(entity):
@@ -224,19 +230,19 @@ class Tactician:
     def _department_of(self, agent: AgentName) -> Department:
         return next((d for d, a in self.desk.agent_departments.items() if a == agent), agent)
 
-    def _lookup_for(self, agent: AgentName, text: str) -> Skill:
+    def _lookup_for(self, agent: AgentName, text: str, named: Entities | None = None) -> Skill:
         """A skill of ``agent`` that only reads: the one for the id named, else the default."""
-        for _entity, skill in self._lookups(self.desk.extractor(text), agent):
+        for _entity, skill in self._lookups(self.desk.extractor(text) if named is None else named, agent):
             if not skill.action:
                 return skill
         return self.registry[self.registry.defaults[agent]]
 
-    def _fit_entities(self, skill: Skill, text: str, intent: str) -> Skill:
-        """A skill that can use the id the customer named, when the chosen one cannot and was
-        picked by keyword or default rather than because it claims the intent."""
+    def _fit_entities(self, skill: Skill, text: str, intent: str, named: Entities | None = None) -> Skill:
+        """A skill that can use the id the customer named (or referred to), when the chosen one
+        cannot and was picked by keyword or default rather than because it claims the intent."""
         if self.registry.by_intent(intent) is skill:
             return skill
-        for entity, other in self._lookups(self.desk.extractor(text), skill.agent):
+        for entity, other in self._lookups(self.desk.extractor(text) if named is None else named, skill.agent):
             if entity not in skill.params.model_fields:
                 return other
         return skill
@@ -289,3 +295,18 @@ class Tactician:
         if len(steps) < 2:
             return None
         return "parallel", tuple(steps), "independent problems for different agents"
+
+
+def _context(state: ConversationState) -> str:
+    """The conversation so far, for the model planner: the topic, the open offer, its last reply."""
+    parts = []
+    if state.topic is not None:
+        named = ", ".join(f"{k}={'/'.join(v)}" for k, v in state.topic.entities.values.items())
+        parts.append(f"the conversation is about {state.topic.skill}" + (f" ({named})" if named else ""))
+    if state.offer is not None:
+        named = ", ".join(f"{k}={v[0]}" for k, v in state.offer.entities.values.items() if v)
+        parts.append(f"the desk offered to run {state.offer.skill}" + (f" ({named})" if named else ""))
+    last = next((h.text for h in reversed(state.history) if h.role == "bot"), "")
+    if last:
+        parts.append(f"its last reply: {last[:200]!r}")
+    return "; ".join(parts)

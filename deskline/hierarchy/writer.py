@@ -52,8 +52,20 @@ class TemplateWriter:
             return Reply(self.texts.out_of_scope if out_of_scope else self.texts.clarify)
         parts = [self.render(r) for r in results]
         text = " ".join(p for p in parts if p)
-        problems = tuple(ungrounded(text, results, said))
+        # The desk's own texts (its questions, "sign in", "I couldn't finish") are its words, not
+        # claims about a record: only what a result's facts filled in is checked.
+        checked = " ".join(p for p, r in zip(parts, results, strict=True) if p and not self._desk_text(r))
+        problems = tuple(ungrounded(checked, results, said))
         return Reply(text=text, grounded=not problems, problems=problems)
+
+    def _desk_text(self, result: AgentResult) -> bool:
+        """Whether ``render`` answers ``result`` with one of the desk's fixed texts."""
+        own = self.registry[result.skill].templates if result.skill in self.registry else {}
+        if result.status == "needs_info":
+            return result.template == "default" or result.template not in own
+        if result.status in ("unverified", "failed", "escalate"):
+            return True
+        return result.status == "ok" and result.template != "skipped" and result.template not in own
 
     def render(self, result: AgentResult) -> str:
         """One result as the customer reads it."""

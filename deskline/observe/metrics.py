@@ -56,6 +56,8 @@ class DeskMetrics:
         self.queue_length = Gauge("deskline_queue_length", "Escalations waiting for or owned by a person",
                                   registry=r)
         self.sla_breaches = Gauge("deskline_sla_breaches", "Escalations unclaimed past their SLA", registry=r)
+        self.quota_refusals = Counter("deskline_quota_refusals", "Requests refused (429) by a quota", ["limit"],
+                                      registry=r)
 
     def appended(self, records: Sequence[Recorded]) -> None:
         stage = ""

@@ -150,6 +150,7 @@ async def lookup_invoice(call: SkillCall) -> AgentResult:
             original_charge_id=captured[0].id,
             duplicate_charge_id=captured[-1].id,
             facts=facts,
+            offer=call.offer("billing.review_duplicate_charge", invoice_id=invoice.id),
         )
     return call.result(template="invoice", facts=facts)
 
@@ -275,6 +276,7 @@ SKILLS: tuple[Skill, ...] = (
         intents=frozenset({"invoice_question"}),
         keywords=("invoice",),
         templates=INVOICE_TEMPLATES,
+        offers=("billing.review_duplicate_charge",),
         facts=('invoice_id', 'amount', 'issued', 'due', 'invoice_status', 'original_charge_id', 'duplicate_charge_id'),
     ),
     Skill(

@@ -9,6 +9,7 @@ from typing import Any
 from deskline.agents.builtin import billing, payment, tech
 from deskline.agents.builtin.backend.seed import DEMO_CUSTOMER_ID
 from deskline.agents.builtin.policy import refund_policy
+from deskline.agents.builtin.references import invoices_referred, payments_referred
 from deskline.agents.builtin.texts import ASKED_FOR_PERSON, FRAUD, TEXTS
 from deskline.definition import Agent, Desk, EscalationRule, Policies, RecordsContext, asks_for_person
 from deskline.handoffs.entities import email_entity, id_entity, money_entity, pattern_entity
@@ -34,9 +35,10 @@ AGENTS = (
     Agent("payment", "Transfers, failed payments and payment history.", default_skill="payment.list_payments"),
 )
 ENTITIES = (
-    id_entity("invoice_id", "INV", question="Could you tell me the invoice number? It starts with INV-."),
+    id_entity("invoice_id", "INV", question="Could you tell me the invoice number? It starts with INV-.",
+              resolve=invoices_referred),
     id_entity("payment_id", "PAY", "TRF", "TX",
-              question="Could you tell me the payment reference? It starts with PAY-."),
+              question="Could you tell me the payment reference? It starts with PAY-.", resolve=payments_referred),
     id_entity("charge_id", "CH", question="Could you tell me the charge reference? It starts with CH-."),
     money_entity("amount"),
     email_entity("email"),

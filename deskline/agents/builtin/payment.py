@@ -67,8 +67,8 @@ TRANSFER_TEMPLATES = {
         "{arrived_on}."
     ),
     "failed": (
-        "Your transfer {payment_id} of {amount} to {payee} failed because {failure_reason}. "
-        "I can retry it for you."
+        "Your transfer {payment_id} of {amount} to {payee}, sent on {created}, failed because "
+        "{failure_reason}. I can retry it for you."
     ),
     "no_pending": "You have no transfers in progress right now.",
     "no_failed": "None of your recent transfers failed.",
@@ -97,7 +97,8 @@ async def transfer_status(call: SkillCall) -> AgentResult:
         if not found:
             return call.result(template="no_failed" if wanted == "failed" else "no_pending")
         payment = found[0]
-    return call.result(template=_template(payment), facts=_payment_facts(payment))
+    offer = call.offer("payment.retry_payment", payment_id=payment.id) if payment.status == "failed" else None
+    return call.result(template=_template(payment), facts=_payment_facts(payment), offer=offer)
 
 
 # -- payment.retry_payment ----------------------------------------------------------------------
@@ -190,6 +191,7 @@ SKILLS: tuple[Skill, ...] = (
         ),
         keywords=("transfer", "arrive", "landlord", "sent money", "wire", "received"),
         templates=TRANSFER_TEMPLATES,
+        offers=("payment.retry_payment",),
         facts=('payment_id', 'payee', 'amount', 'status', 'created', 'arrived_on', 'estimated_arrival', 'failure_reason'),
     ),
     Skill(

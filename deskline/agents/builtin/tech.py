@@ -117,7 +117,7 @@ async def check_account(call: SkillCall) -> AgentResult:
         return _no_account(call)
     facts = _account_facts(customer)
     if customer.status == "locked":
-        return call.result(template="locked", facts=facts)
+        return call.result(template="locked", facts=facts, offer=call.offer("tech.unlock_account"))
     ongoing = call.backend.incidents("login", ongoing=True)
     if ongoing:
         incident = ongoing[0]
@@ -240,6 +240,7 @@ SKILLS: tuple[Skill, ...] = (
         intents=frozenset({"login_problem", "account_status"}),
         keywords=("log in", "login", "sign in", "sign-in", "account status"),
         templates=ACCOUNT_TEMPLATES,
+        offers=("tech.unlock_account",),
         facts=('account_status', 'plan', 'last_login', 'failed_logins', 'masked_email', 'incident_id', 'summary'),
     ),
 )
