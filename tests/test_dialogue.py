@@ -182,3 +182,17 @@ def test_the_multi_turn_set_is_shipped_and_large_enough() -> None:
     rows = [json.loads(line) for line in (Path(__file__).parents[1] / "bench" / "data" / "conversations.jsonl")
             .read_text(encoding="utf-8").splitlines()]
     assert len({r["conversation_id"] for r in rows}) >= 40 and len(rows) >= 100
+
+
+def test_an_offer_is_accepted_over_the_http_api(sqlite_url: str) -> None:
+    """Through the web API: the desk offers the retry, 'please try it again' runs it once."""
+    from tests.test_api import live_apps
+
+    with live_apps(sqlite_url) as make:
+        live = make()
+        cid, headers = live.customer()
+        failed = live.say(cid, headers, "my payment to Brightwater Utilities failed")
+        assert "PAY-3002" in failed["reply"] and "retry" in failed["reply"]
+        retried = live.say(cid, headers, "please try it again")
+        assert "resubmitted payment PAY-3002" in retried["reply"]
+        assert live.say(cid, headers, "thanks!")["reply"] == BUILTIN.texts.thanks

@@ -89,9 +89,13 @@ def test_bad_models_file_is_a_config_error(tmp_path: Path) -> None:
         load_models(bad)
 
 
+KEPT = ("Invoice INV-1001 ($49.00, issued March 1, 2025) was charged twice, as CH-2001 and CH-2002; "
+        "I can refund the duplicate for you.")
+
+
 def test_planner_plans_when_the_classifier_abstains(tmp_path: Path, server: FakeOpenAI) -> None:
     """One planner call with the skills as tools; the plan is validated and recorded with its cost."""
-    server.script(Reply.tool_call("billing__lookup_invoice", {"invoice_id": "INV-1001"}), Reply.text("Invoice INV-1001 is for $49.00."))
+    server.script(Reply.tool_call("billing__lookup_invoice", {"invoice_id": "INV-1001"}), Reply.text(KEPT))
     desk = desk_for(models_file(tmp_path, server))
     r = asyncio.run(desk.handle("c1", GIBBERISH))
     assert (r.department, r.mode, r.stage) == ("billing", "single", "llm")
@@ -103,7 +107,7 @@ def test_planner_plans_when_the_classifier_abstains(tmp_path: Path, server: Fake
     expected = Decimal(str(planner.input_tokens * 1e-6 + planner.output_tokens * 2e-6))
     assert abs(planner.cost_usd - expected) < Decimal("1e-9")
     assert r.cost_usd == sum(c.cost_usd for c in calls)
-    assert r.reply == "Invoice INV-1001 is for $49.00."
+    assert r.reply == KEPT
 
 
 @pytest.mark.parametrize("failing", ["bad-model", "limited-model", "broken-model"])
@@ -268,3 +272,14 @@ def test_failed_verification_asks_the_model_what_next_within_bounds(tmp_path: Pa
     assert roles == ["verifier"]  # verify_rounds = 1
     assert r.escalated and "$999.00" not in (r.reply or "")
     assert [t.differences for t in asyncio.run(replay(desk, "c1"))] == [()]
+
+
+@pytest.mark.parametrize(("configured", "sent"), [(None, "auto"), ({"planner": "required"}, "required")])
+def test_tool_choice_comes_from_the_models_file(tmp_path: Path, server: FakeOpenAI, configured: Any, sent: str) -> None:
+    """The planner's tool_choice is `auto` unless the models file says otherwise per role (a stock
+    llama-cpp-python server refuses `required`)."""
+    extra = {"tool_choice": configured} if configured else {}
+    desk = desk_for(models_file(tmp_path, server, writer=None, **extra))
+    asyncio.run(desk.handle("c1", "something about my account and a thing I was charged for"))
+    planned = [r for r in server.requests if r.had_tools]
+    assert planned and {r.tool_choice for r in planned} == {sent}

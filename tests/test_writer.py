@@ -18,9 +18,51 @@ def test_invented_facts_are_caught() -> None:
     """An amount, id or date no result mentions is reported."""
     r = result(invoice_id="INV-1001", amount="$49.00")
     problems = ungrounded("Invoice INV-1002 for $94.00 was refunded on 2026-12-24, due March 3, 2025.", [r])
-    assert problems == ["$94.00", "INV-1002", "2026-12-24", "March 3, 2025"]
+    assert problems == ["INV-1002", "$94.00", "2025-03-03", "2026-12-24"]
 
 
 def test_ids_the_customer_named_are_grounded() -> None:
     """Repeating an id the customer wrote is not an invention."""
     assert ungrounded("I couldn't find PAY-9999.", [], said="where is PAY-9999?") == []
+
+
+FACTS = result(invoice_id="INV-1001", amount="$49.00", issued="March 14, 2025", link_expires="March 14, 2025 at 09:30 UTC")
+
+
+def test_parts_of_ids_and_amounts_are_not_grounded() -> None:
+    """'INV-100' and '$4' are substrings of INV-1001 and $49.00, not the same facts."""
+    assert ungrounded("Invoice INV-100 is $4.", [FACTS]) == ["INV-100", "$4.00"]
+
+
+def test_times_and_other_date_formats_are_checked() -> None:
+    """A changed time, a date in another format and a made-up reference are all caught."""
+    assert ungrounded("The link expires at 17:56 UTC.", [FACTS]) == ["17:56"]
+    assert ungrounded("49 dollars on 3/15/2025, ref RF-99", [FACTS]) == ["RF-99", "2025-03-15"]
+    assert ungrounded("Issued 3/14/2025, 49 dollars, expires 09:30 UTC.", [FACTS]) == []
+
+
+def test_a_date_broken_over_a_line_is_still_the_date() -> None:
+    """Whitespace of any kind, newlines included, is normalised before comparing."""
+    assert ungrounded("Issued on March 14,\n2025.", [FACTS]) == []
+
+
+def test_junk_a_model_writes_is_refused() -> None:
+    """Role labels, special tokens, HTML entities, JSON, placeholders, prompt echoes and dropped facts."""
+    from deskline.hierarchy.checks import junk
+
+    draft = "Invoice INV-1001 for $49.00 was issued on March 14, 2025."
+    good = "Good news: invoice INV-1001 ($49.00) was issued on March 14, 2025."
+    assert junk(good, draft) == []
+    cases = {
+        "Customer: Do you have a customer service call? INV-1001 $49.00 March 14, 2025": "role label",
+        "<|im_start|>assistant INV-1001 $49.00 March 14, 2025": "special token",
+        "I&#39;m happy to help: INV-1001, $49.00, March 14, 2025": "HTML entity",
+        '{"invoice_id": "INV-1001", "amount": "$49.00", "issued": "March 14, 2025"}': "JSON",
+        "Invoice {invoice_id} for $49.00, March 14, 2025, INV-1001": "placeholder",
+        "Your invoice is fine.": "drops facts",
+    }
+    for reply, why in cases.items():
+        assert any(why.split()[0] in p for p in junk(reply, draft)), (reply, junk(reply, draft))
+    prompt = "You write the reply a customer-support desk sends. You get the customer's message"
+    assert junk("You write the reply a customer-support desk sends. INV-1001 $49.00 March 14, 2025", draft,
+                (prompt,)) == ["the reply repeats its instructions"]

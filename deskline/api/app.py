@@ -28,13 +28,14 @@ from deskline.api import console, customers, problems
 from deskline.api.auth import AuthStore
 from deskline.api.bus import open_bus
 from deskline.api.deps import Services
+from deskline.api.identity import CustomerTokens
 from deskline.api.middleware import BodyLimit, RequestLog
+from deskline.api.quotas import Quotas
 from deskline.api.schemas import MAX_TEXT_CHARS_DOC
 from deskline.api.settings import WebSettings
 from deskline.api.streams import Notifier
 from deskline.api.sweeper import sweeping
 from deskline.config import Settings
-from deskline.api.identity import CustomerTokens
 from deskline.definition import Desk
 from deskline.eventlog.database import make_engine
 from deskline.eventlog.queue import HumanQueue
@@ -76,6 +77,7 @@ def create_app(
 ) -> FastAPI:
     """The web app over ``desk``: a running ``SupportDesk``, or a ``Desk`` definition opened on
     ``settings.database_url`` (default: the desk the settings name, else the built-in one).
+    Quotas (``deskline.api.quotas``) are on at the limits ``web`` gives.
 
     Tokens and agent keys go in ``engine``'s database: by default the desk's own; an in-memory
     desk gets an in-memory SQLite. ``clock`` is what the queue measures waiting times against.
@@ -103,6 +105,7 @@ def create_app(
         clock=clock,
         tokens=CustomerTokens.configured(web.jwt_secret, web.jwt_public_key, web.jwt_issuer, web.jwt_audience,
                                          web.jwt_max_age_s),
+        quotas=Quotas(web, metrics),
     )
 
     app = FastAPI(

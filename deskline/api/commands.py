@@ -89,6 +89,9 @@ def serve(
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=5,
         server_header=False,
+        # Whose X-Forwarded-For to believe is the app's decision (DESKLINE_TRUSTED_PROXIES), not
+        # uvicorn's: its default believes any local peer, so a local client could pick its own address.
+        proxy_headers=False,
         # The app logs every request itself (``http.request``, PII masked, no query string);
         # uvicorn's access line would print the raw path and query, unmasked.
         access_log=False,
@@ -131,8 +134,15 @@ def agents_list(as_json: JsonOpt = False) -> None:
 
 @agents.command("remove")
 def agents_remove(name: Annotated[str, typer.Argument(help="The agent to remove.")]) -> None:
-    """Remove a human agent; their key stops working (within a minute on running servers)."""
-    if not _auth().remove_agent(name):
+    """Remove a human agent; their key stops working at once on running servers, and their open
+    console streams end within seconds (``DESKLINE_STREAM_RECHECK_S``)."""
+    from deskline.errors import DesklineError
+
+    try:
+        removed = _auth().remove_agent(name)
+    except DesklineError as exc:
+        _fail(exc.message)
+    if not removed:
         _fail(f"no agent named {name!r}")
     typer.echo(f"removed {name}")
 

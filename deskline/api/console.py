@@ -10,13 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from deskline.api.deps import AgentName, ConversationId, Services, ServicesDep
+from deskline.api.deps import AgentName, ConversationId, Services, ServicesDep, bearer
 from deskline.api.schemas import (
     MAX_SEQ,
+    PAGE_DEFAULT,
+    PAGE_MAX,
     AgentOut,
     CommandOut,
     ConsoleEvents,
@@ -27,7 +29,7 @@ from deskline.api.schemas import (
     ReleaseIn,
     console_event,
 )
-from deskline.api.streams import events_response
+from deskline.api.streams import events_response, load_page
 from deskline.errors import UnknownConversation
 from deskline.eventlog.events import Recorded
 from deskline.hierarchy.desk import clean_text
@@ -36,6 +38,12 @@ router = APIRouter(prefix="/v1", tags=["console"])
 
 _AUTH: dict[int | str, dict[str, Any]] = {
     401: {"model": Error, "description": "No valid human agent key (customer tokens are refused)."},
+    429: {
+        "model": Error,
+        "description": "Too many wrong keys from this address or for this key id, or too many open streams; "
+                       "`Retry-After` says when to try again.",
+        "headers": {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
+    },
     503: {"model": Error, "description": "The database is not available."},
 }
 _CONVERSATION: dict[int | str, dict[str, Any]] = {
@@ -103,12 +111,22 @@ async def console_events(
     agent: AgentName,
     svc: ServicesDep,
     request: Request,
+    response: Response,
     after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
+    limit: Annotated[int, Query(ge=1, le=PAGE_MAX, description="At most this many events (JSON only).")]
+    = PAGE_DEFAULT,
     last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", ge=0, le=MAX_SEQ)] = None,
 ) -> ConsoleEvents | StreamingResponse:
-    """Every event as recorded: JSON, or live with `Accept: text/event-stream`."""
+    """Every event as recorded: JSON (at most `limit`, `next_after` for the next page), or live with
+    `Accept: text/event-stream` (it ends soon after the agent's key is removed)."""
     await _known(svc, conversation_id)
-    return await events_response(svc, request, conversation_id, after, last_event_id, console_event, ConsoleEvents)
+    key = bearer(request)
+    claims = []
+    if svc.quotas is not None:
+        claims = [("streams_per_ip", svc.quotas.client_ip(request), svc.web.streams_per_ip)]
+    return await events_response(svc, request, response, conversation_id, after, last_event_id, console_event,
+                                 ConsoleEvents, limit=limit, still_valid=lambda: svc.auth.agent_for(key) == agent,
+                                 stream_claims=claims)
 
 
 @router.post("/conversations/{conversation_id}/claim", response_model=CommandOut, responses=_COMMAND)
@@ -151,7 +169,8 @@ async def reject(conversation_id: ConversationId, agent: AgentName, svc: Service
 
 
 async def _known(svc: Services, conversation_id: str) -> None:
-    if not await run_in_threadpool(svc.desk.store.load, conversation_id):
+    first, _more = await run_in_threadpool(load_page, svc.desk.store, conversation_id, 0, 1)  # not the whole log
+    if not first:
         raise UnknownConversation(f"no conversation {conversation_id!r}", conversation_id=conversation_id)
 
 

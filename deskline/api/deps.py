@@ -13,8 +13,9 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from deskline.api.auth import AuthStore
+from deskline.api.auth import AuthStore, key_id
 from deskline.api.identity import CustomerTokens
+from deskline.api.quotas import Quotas
 from deskline.api.schemas import CONVERSATION_ID
 from deskline.api.settings import WebSettings
 from deskline.api.streams import Notifier
@@ -35,6 +36,7 @@ class Services:
     queue: HumanQueue
     clock: Callable[[], float]
     tokens: CustomerTokens | None = None  # None: no host site vouches; web conversations are anonymous
+    quotas: Quotas | None = None  # None only for an app built without create_app: no limits
 
 
 def services(request: Request) -> Services:
@@ -81,16 +83,33 @@ def customer_conversation(
 
 
 def human_agent(
+    request: Request,
     svc: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_agent_bearer)],
 ) -> str:
-    """The name of the human agent whose key was sent; customer tokens are refused."""
+    """The name of the human agent whose key was sent; customer tokens are refused.
+
+    Wrong keys are counted per client address and per key id; past either limit a key is not
+    checked at all (429), unless this process verified that very key a moment ago.
+    """
     if credentials is None:
         raise HTTPException(401, "send a human agent's key as 'Authorization: Bearer <key>'", headers=_CHALLENGE)
-    name = svc.auth.agent_for(credentials.credentials)
+    key, quotas = credentials.credentials, svc.quotas
+    ip, kid = (quotas.client_ip(request), key_id(key)) if quotas is not None else ("", None)
+    if quotas is not None and not svc.auth.is_remembered(key):
+        quotas.admit_key_attempt(ip, kid)
+    name = svc.auth.agent_for(key)
     if name is None:
+        if quotas is not None:
+            quotas.key_failed(ip, kid)
         raise HTTPException(401, "this is not a valid human agent key", headers=_CHALLENGE)
     return name
+
+
+def bearer(request: Request) -> str:
+    """The bearer credential of a request the dependencies above already let through."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
 
 
 CustomerConversation = Annotated[str, Depends(customer_conversation)]

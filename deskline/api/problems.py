@@ -7,6 +7,7 @@
     UnknownConversation ................................ 404
     AlreadyClaimed, NotEscalated, NoPendingAction ...... 409
     NotClaimed ......................................... 403
+    RateLimited, QuotaExceeded (deskline.api.quotas) ... 429, with Retry-After (seconds)
     other HumanCommandError (an empty reply) ........... 422
     ConcurrencyConflict ................................ 409 (retry)
     StoreUnavailable, a database that fails ............ 503
@@ -28,6 +29,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
 from deskline.api.identity import CustomerMismatch, InvalidCustomerToken
+from deskline.api.quotas import RateLimited
 from deskline.errors import (
     ConcurrencyConflict,
     DesklineError,
@@ -49,6 +51,7 @@ log = structlog.get_logger("deskline.api")
 _STATUS: tuple[tuple[tuple[type[DesklineError], ...], int], ...] = (
     ((CustomerMismatch,), 403),
     ((InvalidCustomerToken,), 401),
+    ((RateLimited,), 429),
     ((InputError,), 422),
     ((UnknownConversation,), 404),
     ((NotClaimed,), 403),
@@ -67,6 +70,7 @@ _HTTP_CODES = {
     409: "conflict",
     413: "body_too_large",
     415: "unsupported_media_type",
+    429: "rate_limited",
 }
 
 
@@ -131,6 +135,11 @@ async def _desk(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _limited(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RateLimited)
+    return JSONResponse(exc.to_dict(), status_code=429, headers={"Retry-After": str(max(1, exc.retry_after_s))})
+
+
 async def _database(_request: Request, exc: Exception) -> JSONResponse:
     log.error("api.database_error", error=type(exc).__name__)
     return problem(503, StoreUnavailable.code, "the database is not available; try again shortly")
@@ -145,6 +154,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(HTTPException, _http)
     app.add_exception_handler(DesklineError, _desk)
+    app.add_exception_handler(RateLimited, _limited)
     app.add_exception_handler(OperationalError, _database)
     app.add_exception_handler(InterfaceError, _database)
     app.add_exception_handler(Exception, _unexpected)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from deskline.eventlog.events import (
     ActionDecided,
@@ -26,10 +26,30 @@ from deskline.eventlog.events import (
     ReplySent,
 )
 from deskline.handoffs.payload import Department, Mode
+from deskline.privacy import has_control
 
 MAX_TEXT_CHARS_DOC = 4000  # the default Settings.max_message_chars; create_app documents the real one
 MAX_SEQ = 2**31 - 1
 CONVERSATION_ID = r"^[A-Za-z0-9_-]{1,64}$"
+PAGE_DEFAULT, PAGE_MAX = 200, 1000  # events per JSON page (``limit``), and per read of a live stream
+
+
+def control_character(value: str) -> int | None:
+    """The index of the first control character (C0, DEL or C1: ``deskline.privacy.has_control``)
+    in ``value``, or None.
+
+    Ids end up in database columns and log lines: a NUL is refused by PostgreSQL, and a newline or
+    an escape sequence forges log lines.
+    """
+    if not has_control(value):
+        return None
+    return next(i for i, c in enumerate(value) if ord(c) < 32 or 0x7F <= ord(c) < 0xA0)
+
+
+def no_control_characters(value: str | None, what: str) -> str | None:
+    if value is not None and (at := control_character(value)) is not None:
+        raise ValueError(f"{what} must not contain control characters (U+{ord(value[at]):04X} at index {at})")
+    return value
 
 ChatEventType = Literal[
     "conversation_opened",
@@ -64,8 +84,14 @@ class MessageIn(_Request):
         default=None,
         min_length=1,
         max_length=128,
-        description="Your id for this message: a resend with the same id returns the first result.",
+        description="Your id for this message: a resend with the same id returns the first result. "
+                    "No control characters.",
     )
+
+    @field_validator("client_message_id")
+    @classmethod
+    def _printable_id(cls, value: str | None) -> str | None:
+        return no_control_characters(value, "client_message_id")
 
 
 class HumanMessageIn(_Request):
@@ -130,10 +156,15 @@ class ChatEvent(_Response):
     client_message_id: str | None = None
 
 
+_NEXT_AFTER = Field(description="More events follow: pass this as ?after= for the next page. Null when this page "
+                               "reached the end of the log (so far).")
+
+
 class ChatEvents(_Response):
     conversation_id: str
     events: list[ChatEvent]
     last_seq: int = Field(description="The last sequence number read (pass it as ?after= next time).")
+    next_after: int | None = _NEXT_AFTER
 
 
 class ConsoleEvent(_Response):
@@ -148,6 +179,7 @@ class ConsoleEvents(_Response):
     conversation_id: str
     events: list[ConsoleEvent]
     last_seq: int
+    next_after: int | None = _NEXT_AFTER
 
 
 class CommandOut(_Response):

@@ -39,3 +39,4 @@ class Plan(Frozen):
     steps: tuple[PlanStep, ...] = ()
     verdicts: tuple[StageVerdict, ...] = ()
     reason: str = ""
+    question: str = ""  # a clarify plan's own question (the model planner's ``ask_customer``)

@@ -406,7 +406,7 @@ class SupportDesk:
                     ReplySent(text=said_reply, department=HUMAN, mode="escalate",
                               escalated=True, outcome="escalated", llm_calls=budget.calls)]
         if plan.mode == "clarify":
-            said_text = move[1].reply if move is not None else self.writer.write(plan, [], text).text
+            said_text = move[1].reply if move is not None else self._question(plan, text)
             outcome = "unclear" if plan.stage in ("fallback", "llm") else "answered"
             return [*events, ReplySent(text=said_text, department=plan.department, mode="clarify",
                                        outcome=outcome, llm_calls=budget.calls, offer_closed=closes_offer)]
@@ -515,6 +515,16 @@ class SupportDesk:
         outcome = "needs_info" if run.needs_info else "answered"
         return [ReplySent(text=reply.text, department=department, mode=mode, outcome=outcome, llm_calls=llm_calls,
                           topic=topic, offer=offer, offer_closed=closes_offer)]
+
+    def _question(self, plan: Plan, text: str) -> str:
+        """The model planner's own question when it passes the reply checks, else the desk's."""
+        from deskline.hierarchy.checks import junk, ungrounded
+        from deskline.hierarchy.planner import PLANNER_PROMPT
+
+        if plan.question and not ungrounded(plan.question, [], said=text) \
+                and not junk(plan.question, "", (PLANNER_PROMPT,)):
+            return plan.question
+        return self.writer.write(plan, [], text).text
 
     def _referred(self, state: ConversationState, text: str, said: Entities) -> Entities:
         return conversation.referred(self.definition, self.records, state, text, said)

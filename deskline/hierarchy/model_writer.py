@@ -15,7 +15,7 @@ from pydantic_ai.messages import ModelRequest, SystemPromptPart, TextPart, UserP
 from pydantic_ai.models import Model
 
 from deskline.handoffs.payload import AgentResult
-from deskline.hierarchy.writer import ungrounded
+from deskline.hierarchy.checks import junk, ungrounded
 from deskline.routing.adapter import InvalidOutput
 
 WRITER_PROMPT = """\
@@ -36,4 +36,7 @@ async def write_with_model(model: Model, text: str, results: Sequence[AgentResul
     problems = ungrounded(reply, results, said=text)
     if problems:
         raise InvalidOutput(f"the reply states facts no result holds: {', '.join(problems)}")
+    refused = junk(reply, draft, (WRITER_PROMPT,))
+    if refused:
+        raise InvalidOutput("; ".join(refused))
     return reply

@@ -109,7 +109,8 @@ class LLMPlanner:
         first = calls[0]
         if first.tool_name == "ask_customer":
             ask = AskCustomer.model_validate(first.args_as_dict())
-            return self._plan("clarify", (), OTHER, f"the model asks: {ask.question}"), Entities()
+            plan = self._plan("clarify", (), OTHER, f"the model asks: {ask.question}")
+            return plan.model_copy(update={"question": ask.question.strip()}), Entities()
         if first.tool_name == "escalate_to_human":
             why = EscalateToHuman.model_validate(first.args_as_dict())
             return self._plan("escalate", (), HUMAN, f"the model escalates: {why.reason}"), Entities()

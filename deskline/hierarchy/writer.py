@@ -8,20 +8,15 @@ reply must appear in the results (or the customer's own message, for ids they na
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from deskline.definition import Desk
 from deskline.handoffs.payload import OTHER, AgentResult
 from deskline.handoffs.plan import Plan
+from deskline.hierarchy.checks import ungrounded
 
-_MONEY = re.compile(r"[$€£]\s?\d[\d,]*(?:\.\d+)?|\b\d[\d,]*(?:\.\d+)?\s?(?:USD|EUR|GBP)\b")
-_ID = re.compile(r"\b[A-Z]{1,4}-\d{3,}\b")
-_DATE = re.compile(
-    r"\b\d{4}-\d{2}-\d{2}\b|\b(?:January|February|March|April|May|June|July|August|September|October"
-    r"|November|December)\s+\d{1,2},\s+\d{4}\b"
-)
+__all__ = ["Reply", "TemplateWriter", "ungrounded"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,13 +24,6 @@ class Reply:
     text: str
     grounded: bool = True
     problems: tuple[str, ...] = ()
-
-
-def ungrounded(text: str, results: Iterable[AgentResult], said: str = "") -> list[str]:
-    """Every amount, date and id in ``text`` that no result (nor the customer) mentions."""
-    sources = " ".join(v for r in results for v in r.facts.values()) + " " + said
-    found = [*_MONEY.findall(text), *_ID.findall(text), *_DATE.findall(text)]
-    return [token for token in dict.fromkeys(found) if token.replace(" ", "") not in sources.replace(" ", "")]
 
 
 class TemplateWriter:

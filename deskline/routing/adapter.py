@@ -87,9 +87,7 @@ class RouterModel(Model):
         ]
         request: dict[str, Any] = {"messages": to_openai(messages)}
         if tools:
-            request["tools"] = tools
-            if not params.allow_text_output:
-                request["tool_choice"] = "required"
+            request["tools"] = tools  # tool_choice comes from the models file, per role (ModelRouter.complete)
         attempt = Attempt(role=self.role, group=self.group, fallbacks=self.fallbacks,
                           request_summary=_summary(request))
         self.budget.charge(attempt)  # raises BudgetExceeded before anything is sent

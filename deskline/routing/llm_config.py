@@ -10,6 +10,12 @@ reused as it is.
       fallbacks: [{planner: [planner-backup]}]
     deskline:                                # optional; these are the defaults
       roles: {planner: planner, writer: writer, specialist: specialist}
+      tool_choice: {planner: auto, verifier: auto}   # required / auto / none, per role
+
+``tool_choice`` is sent with every call that offers tools. ``auto`` (the default) works with every
+OpenAI-compatible server; the desk validates the plan and falls back when the model answers in
+prose. ``required`` forces a tool call where the provider supports it (OpenAI, Anthropic, vLLM
+with tool parsing); a stock llama-cpp-python server answers 500 to it, so leave it at ``auto``.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from deskline.errors import ConfigError
 
 Role = Literal["planner", "writer", "specialist", "verifier"]
+ToolChoice = Literal["auto", "required", "none"]
 ROLE_TEMPERATURE: dict[Role, float] = {"planner": 0.0, "writer": 0.7, "specialist": 0.0, "verifier": 0.0}
 
 
@@ -47,6 +54,7 @@ class DesklineModels(BaseModel):
     plan_cache_ttl_s: float = 3600.0
     redis_url: str | None = None
     max_tokens: dict[Role, int] = Field(default_factory=lambda: _max_tokens())
+    tool_choice: dict[Role, ToolChoice] = Field(default_factory=dict)  # a role not named: "auto"
 
 
 class ModelsFile(BaseModel):

@@ -167,6 +167,8 @@ class ModelRouter:
 
     async def complete(self, role: Role, group: str, request: dict[str, Any]) -> Any:
         """One attempt at one group: the litellm response, or the litellm error raised."""
+        if "tools" in request:  # the models file says how hard to push for a tool call
+            request = {**request, "tool_choice": self.config.deskline.tool_choice.get(role, "auto")}
         return await self.router.acompletion(
             model=group, disable_fallbacks=True,
             temperature=self.config.deskline.temperature.get(role, 0.0),

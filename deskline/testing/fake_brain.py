@@ -139,6 +139,7 @@ class RequestRecord:
     scripted: bool
     status: int | None
     latency: float | None
+    tool_choice: str | None = None  # what the request asked ("auto", "required"...), if it offered tools
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

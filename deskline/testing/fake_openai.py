@@ -370,7 +370,8 @@ class FakeOpenAI:
             record = RequestRecord(
                 seq=seq, model=model, had_tools=bool(request.get("tools")),
                 had_response_format=request.get("response_format") is not None,
-                fault=fault, scripted=queued is not None, status=None, latency=None)
+                fault=fault, scripted=queued is not None, status=None, latency=None,
+                tool_choice=str(request["tool_choice"]) if isinstance(request.get("tool_choice"), str) else None)
             self._records[seq] = record
 
         def finish(status: int, payload: dict[str, Any], headers: Mapping[str, str]) -> None:

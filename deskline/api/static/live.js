@@ -48,6 +48,7 @@ window.deskline = (() => {
       if (!res.ok) {
         const err = new Error(`stream refused (HTTP ${res.status})`);
         err.status = res.status;
+        err.retryAfter = Number(res.headers.get("Retry-After")) || 0;  // 429: too many open streams
         throw err;
       }
       state("open");
@@ -68,17 +69,21 @@ window.deskline = (() => {
       }
     }
 
+    // The server pages the log into the stream (a long conversation arrives in several reads), and
+    // ends the stream when the token or key stops being valid: the reconnect then gets 401/404.
     (async () => {
       while (!stopped) {
+        let wait = 1000;
         try {
           await once();
         } catch (err) {
           if (stopped) return;
           if (err.status === 401 || err.status === 403 || err.status === 404) { state("denied", err); return; }
+          if (err.status === 429) wait = Math.min(Math.max(err.retryAfter, 1), 60) * 1000;
         }
         if (stopped) return;
         state("reconnecting");
-        await new Promise((resolve) => setTimeout(resolve, 1000));
+        await new Promise((resolve) => setTimeout(resolve, wait));
       }
     })();
     return { stop() { stopped = true; if (controller) controller.abort(); } };

@@ -1,0 +1,113 @@
+"""Checks on a reply before a customer reads it: grounded in the results, and not junk.
+
+``ungrounded`` compares every id, amount, date and time in a reply with those in the results'
+facts (and the ids and amounts the customer wrote), token by token after normalising formats:
+"INV-100" is not INV-1001, "$4" is not $49.00, "3/15/2025" is March 15, 2025, "09:30 UTC" is not
+"17:56 UTC", and a date broken over a line is still a date. ``junk`` finds what a model's reply
+must never carry: role labels, markup and special tokens, HTML entities, JSON, template
+placeholders, the prompt's own words, or a reply that drops the facts the draft states.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from datetime import date
+from decimal import Decimal
+
+from deskline.handoffs.entities import find_amounts
+from deskline.handoffs.payload import AgentResult
+
+_ID = re.compile(r"\b[A-Z]{1,5}-\d{2,}\b")
+_MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+           "november", "december")
+_MONTH = r"(january|february|march|april|may|june|july|august|september|october|november|december)"
+_DATE_MDY = re.compile(rf"\b{_MONTH}\s+(\d{{1,2}}),?\s+(\d{{4}})\b", re.IGNORECASE)
+_DATE_DMY = re.compile(rf"\b(\d{{1,2}})\s+{_MONTH},?\s+(\d{{4}})\b", re.IGNORECASE)
+_DATE_ISO = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
+_DATE_SLASH = re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{4})\b")
+_TIME = re.compile(r"\b([01]?\d|2[0-3]):([0-5]\d)\b")
+
+_ROLE = re.compile(r"(?im)^\s*(?:customer|assistant|user|system|agent|human|ai|bot|desk)\s*:")
+_MARKUP = re.compile(r"<\|[^|>]{0,40}\|>|</?[a-z][a-z0-9]*(?:\s[^>]*)?>|```|\[/?INST\]|<s>|</s>", re.IGNORECASE)
+_ENTITY = re.compile(r"&(?:#\d{1,6}|#x[0-9a-f]{1,6}|[a-z]{2,8});", re.IGNORECASE)
+_JSON = re.compile(r"[{\[]\s*\"[^\"\n]{1,60}\"\s*:")
+_PLACEHOLDER = re.compile(r"\{[a-z_][a-z0-9_]*\}")
+SHINGLE = 6  # words: a reply repeating this many consecutive words of its prompt is echoing it
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"\s+", " ", text)
+
+
+def ids_in(text: str) -> set[str]:
+    return set(_ID.findall(text))
+
+
+def amounts_in(text: str) -> set[tuple[Decimal, str]]:
+    return {(m.amount, m.currency) for m in find_amounts(_squash(text))}
+
+
+def dates_in(text: str) -> set[date]:
+    """Every date written as "March 14, 2025", "14 March 2025", "2025-03-14" or "3/14/2025"."""
+    text = _squash(text)
+    found: set[date] = set()
+    for m in _DATE_MDY.finditer(text):
+        found.update(_date(int(m.group(3)), _MONTHS.index(m.group(1).lower()) + 1, int(m.group(2))))
+    for m in _DATE_DMY.finditer(text):
+        found.update(_date(int(m.group(3)), _MONTHS.index(m.group(2).lower()) + 1, int(m.group(1))))
+    for m in _DATE_ISO.finditer(text):
+        found.update(_date(int(m.group(1)), int(m.group(2)), int(m.group(3))))
+    for m in _DATE_SLASH.finditer(text):  # month first, as the desk's customers in the US write it
+        found.update(_date(int(m.group(3)), int(m.group(1)), int(m.group(2))))
+    return found
+
+
+def times_in(text: str) -> set[tuple[int, int]]:
+    return {(int(h), int(m)) for h, m in _TIME.findall(text)}
+
+
+def _date(year: int, month: int, day: int) -> tuple[date, ...]:
+    try:
+        return (date(year, month, day),)
+    except ValueError:
+        return ()
+
+
+def ungrounded(text: str, results: Iterable[AgentResult], said: str = "") -> list[str]:
+    """Every id, amount, date and time in ``text`` that no result holds (ids and amounts the
+    customer wrote count as held), as it was written in the reply."""
+    facts = " ".join(v for r in results for v in r.facts.values())
+    known_ids, known_amounts = ids_in(facts) | ids_in(said), amounts_in(facts) | amounts_in(said)
+    known_dates, known_times = dates_in(facts), times_in(facts)
+    squashed = _squash(text)
+    problems = [i for i in _ID.findall(squashed) if i not in known_ids]
+    problems += [str(m) for m in find_amounts(squashed) if (m.amount, m.currency) not in known_amounts]
+    problems += [d.isoformat() for d in sorted(dates_in(squashed) - known_dates)]
+    problems += [f"{h:02d}:{m:02d}" for h, m in sorted(times_in(squashed) - known_times)]
+    return list(dict.fromkeys(problems))
+
+
+def junk(reply: str, draft: str, prompts: Sequence[str] = ()) -> list[str]:
+    """Why a model's reply cannot be sent, if it cannot (empty when it can)."""
+    problems = []
+    if not reply.strip():
+        return ["the reply is empty"]
+    for pattern, what in ((_ROLE, "a role label"), (_MARKUP, "markup or a special token"),
+                          (_ENTITY, "an HTML entity"), (_JSON, "JSON"), (_PLACEHOLDER, "a template placeholder")):
+        if pattern.search(reply):
+            problems.append(f"the reply contains {what}")
+    words = re.findall(r"\w+", reply.lower())
+    shingles = {" ".join(words[i:i + SHINGLE]) for i in range(len(words) - SHINGLE + 1)}
+    for prompt in prompts:
+        pw = re.findall(r"\w+", prompt.lower())
+        if any(" ".join(pw[i:i + SHINGLE]) in shingles for i in range(len(pw) - SHINGLE + 1)):
+            problems.append("the reply repeats its instructions")
+            break
+    lost = (ids_in(draft) - ids_in(reply)) | {str(a) for a in amounts_in(draft) - amounts_in(reply)} \
+        | {d.isoformat() for d in dates_in(draft) - dates_in(reply)}
+    if lost:
+        problems.append(f"the reply drops facts the draft states: {', '.join(sorted(map(str, lost)))}")
+    if len(reply) > 4 * len(draft) + 300:
+        problems.append("the reply is far longer than the draft")
+    return problems
