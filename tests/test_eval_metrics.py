@@ -235,3 +235,20 @@ def test_gate_passes_at_the_baseline_and_fails_below_the_tolerance() -> None:
     assert gate({"macro_f1": 0.95, "per_department": {}}, base) == [
         "human_recall None is below the baseline 0.95 - 0.005 = 0.9450"
     ]
+
+
+def test_model_behaviour_counts_failures_by_kind_and_rejected_writer_outputs() -> None:
+    """Per role: calls, failures by kind, fallbacks, rejections with their reasons; the gate fails a rise."""
+    from deskline.evals.metrics import ModelCall, gate, model_behaviour
+
+    calls = [ModelCall.of("writer", True, ""), ModelCall.of("writer", False, "invalid output: the reply contains JSON"),
+             ModelCall.of("writer", False, "invalid output: the reply contains JSON"),
+             ModelCall.of("planner", False, "Timeout: the request timed out", 1), ModelCall.of("planner", True, "")]
+    figures = model_behaviour(calls)
+    assert figures["writer"] == {"calls": 3, "ok": 1, "failures": {"rejected": 2}, "failure_rate": 0.6667,
+                                 "fallbacks": 0, "rejected": 2, "rejection_rate": 0.6667,
+                                 "rejection_reasons": {"the reply contains JSON": 2}}
+    assert figures["planner"]["failures"] == {"timeout": 1} and figures["planner"]["fallbacks"] == 1
+    baseline = {"macro_f1": 0, "human_recall": 0, "tolerance": 0.01, "models": {"writer": {"rejection_rate": 0.1}}}
+    summary = {"macro_f1": 1, "per_department": {"human": {"recall": 1}}, "models": figures}
+    assert gate(summary, baseline) == ["writer rejection_rate 0.6667 is above the baseline 0.1 + 0.01"]

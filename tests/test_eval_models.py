@@ -39,3 +39,6 @@ def test_eval_with_models_stays_within_two_server_calls_a_turn(tmp_path: Path) -
     # never read. It may never report fewer: every call that reached the provider is recorded.
     assert seen <= out["llm_calls"]["total"] <= seen + faults
     assert faults > 0 and out["cost_usd"]["total"] > 0
+    models = out["models"]  # the model's behaviour, per role: faults show up as failures by kind
+    assert sum(models[role]["calls"] for role in models) == out["llm_calls"]["total"]
+    assert sum(n for role in models for n in models[role]["failures"].values()) > 0

@@ -262,8 +262,11 @@ def _baseline(summary: dict[str, Any], path: Path, datasets: list[Path], update:
     if update:
         human = summary["per_department"].get("human", {}).get("recall")
         again = " ".join(f"--dataset {p.name}" for p in datasets)
+        models = {role: {k: figures[k] for k in ("failure_rate", "rejection_rate")}
+                  for role, figures in (summary.get("models") or {}).items()}
         body = {"split": [p.name for p in datasets], "n": summary["n"],
                 "macro_f1": summary["macro_f1"], "human_recall": human, "tolerance": TOLERANCE,
+                **({"models": models} if models else {}),
                 "regenerate": f"deskline eval {again} --baseline {path} --update-baseline"}
         path.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
         typer.echo(f"baseline written to {path}", err=True)

@@ -17,6 +17,7 @@ Conventions, the same everywhere:
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -214,6 +215,55 @@ def difference(a_runs: Sequence[float | None], b_runs: Sequence[float | None], k
 
 
 @dataclass(frozen=True, slots=True)
+class ModelCall:
+    """One model call of a turn, as the eval reports it: its role, whether its output was used,
+    and if not, the kind of failure (``rejected`` output, ``timeout``, ``rate_limited``,
+    ``error``) with the reason."""
+
+    role: str
+    ok: bool
+    kind: str = ""
+    reason: str = ""
+    fallback: bool = False
+
+    @classmethod
+    def of(cls, role: str, ok: bool, error: str, fallbacks: int | Sequence[str] = 0) -> ModelCall:
+        fell = bool(fallbacks) if not isinstance(fallbacks, int) else fallbacks > 0
+        if ok:
+            return cls(role, True, fallback=fell)
+        low = error.lower()
+        if low.startswith("invalid output"):
+            kind = "rejected"
+        elif "timeout" in low or "timed out" in low:
+            kind = "timeout"
+        elif "429" in low or "rate limit" in low or "ratelimit" in low:
+            kind = "rate_limited"
+        else:
+            kind = "error"
+        return cls(role, False, kind, re.sub(r"\s+", " ", error.removeprefix("invalid output: "))[:80], fell)
+
+
+def model_behaviour(calls: Sequence[ModelCall]) -> dict[str, Any]:
+    """Per role: calls, used, failures by kind, fallbacks, and the writer's rejected outputs with
+    their reasons (a junk or ungrounded reply never reaches the customer: the template is sent)."""
+    out: dict[str, Any] = {}
+    for role in sorted({c.role for c in calls}):
+        mine = [c for c in calls if c.role == role]
+        failed = [c for c in mine if not c.ok]
+        out[role] = {
+            "calls": len(mine),
+            "ok": len(mine) - len(failed),
+            "failures": dict(Counter(c.kind for c in failed).most_common()),
+            "failure_rate": _r(ratio(len(failed), len(mine))),
+            "fallbacks": sum(c.fallback for c in mine),
+            "rejected": sum(c.kind == "rejected" for c in mine),
+            "rejection_rate": _r(ratio(sum(c.kind == "rejected" for c in mine), len(mine))),
+            "rejection_reasons": dict(Counter(c.reason for c in failed if c.kind == "rejected").most_common(5)),
+        }
+    return out
+
+
+@dataclass(frozen=True, slots=True)
 class Scored:
     """One customer turn: what the dataset expected joined with what the desk did."""
 
@@ -243,6 +293,7 @@ class Scored:
     ambiguous: bool = False
     outcome: str = ""
     reply: str | None = None
+    model_calls: tuple[ModelCall, ...] = ()
 
     @property
     def misrouted(self) -> bool:
@@ -308,6 +359,7 @@ def summarise(rows: Sequence[Scored], labels: Sequence[str]) -> dict[str, Any]:
         "outcomes": dict(Counter(r.outcome for r in rows).most_common()),
         "entities": _pass_rate(r.entities_ok for r in rows),
         "turns": _pass_rate(r.passed for r in rows),
+        "models": model_behaviour([c for r in rows for c in r.model_calls]),
         "conversations": _pass_rate(all(r.passed for r in group) for group in _by_case(rows)),
         "grounding": _pass_rate(r.grounded for r in rows),
         "reply_facts": _pass_rate(r.facts_ok for r in rows),
@@ -345,6 +397,12 @@ def gate(summary: dict[str, object], baseline: dict[str, object]) -> list[str]:
         "human_recall": human.get("recall") if isinstance(human, dict) else None,
     }
     problems = []
+    models = summary.get("models")
+    for role, figures in (baseline.get("models") or {}).items():  # type: ignore[attr-defined]
+        now = models.get(role, {}) if isinstance(models, dict) else {}
+        for rate in ("failure_rate", "rejection_rate"):
+            if rate in figures and now.get(rate, 0.0) > float(figures[rate]) + tolerance:
+                problems.append(f"{role} {rate} {now.get(rate)} is above the baseline {figures[rate]} + {tolerance}")
     for key, value in found.items():
         floor = float(baseline[key]) - tolerance  # type: ignore[arg-type]
         if not isinstance(value, int | float) or value < floor:

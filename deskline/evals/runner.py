@@ -31,7 +31,7 @@ from pydantic_evals.reporting import EvaluationReport, ReportCase
 from pydantic_evals.reporting.analyses import ConfusionMatrix, ReportAnalysis, ScalarResult
 
 from deskline.evals.dataset import Dialogue, EvalDataset, Expectation, entity_values
-from deskline.evals.metrics import ABSTAIN, ERROR, Confusion, Scored, routing, summarise
+from deskline.evals.metrics import ABSTAIN, ERROR, Confusion, ModelCall, Scored, routing, summarise
 from deskline.eventlog.events import EscalationRequested, HandoffSent, ModelCalled, PlanMade, ReplySent, TurnHeld
 from deskline.handoffs.payload import RESERVED_DEPARTMENTS
 from deskline.hierarchy.desk import SupportDesk
@@ -63,6 +63,7 @@ class Observed:
     cost_usd: float = 0.0
     latency_ms: float = 0.0
     error: str | None = None
+    model_calls: tuple[ModelCall, ...] = ()  # each call the turn made: role, outcome, reason
 
     @property
     def label(self) -> str:
@@ -89,6 +90,7 @@ async def run_turn(desk: SupportDesk, conversation_id: str, text: str) -> Observ
     summary, grounded, outcome, held = "", None, "", False
     calls = tokens_in = tokens_out = 0
     cost = 0.0
+    made: list[ModelCall] = []
     for record in desk.store.load(conversation_id, after=result.message_seq):
         e = record.event
         if isinstance(e, PlanMade):
@@ -100,6 +102,7 @@ async def run_turn(desk: SupportDesk, conversation_id: str, text: str) -> Observ
         elif isinstance(e, ModelCalled):
             calls, cost = calls + 1, cost + float(e.cost_usd)
             tokens_in, tokens_out = tokens_in + e.input_tokens, tokens_out + e.output_tokens
+            made.append(ModelCall.of(e.role, e.ok, e.error, e.fallbacks))
         elif isinstance(e, EscalationRequested):
             summary = e.summary
         elif isinstance(e, ReplySent):
@@ -114,7 +117,7 @@ async def run_turn(desk: SupportDesk, conversation_id: str, text: str) -> Observ
         abstained=result.mode == "clarify" and result.stage == "fallback", outcome=outcome,
         grounded=grounded, reply=result.reply, steps=steps, handed_off=tuple(handed),
         escalation_summary=summary, llm_calls=calls, input_tokens=tokens_in,
-        output_tokens=tokens_out, cost_usd=cost, latency_ms=latency)
+        output_tokens=tokens_out, cost_usd=cost, latency_ms=latency, model_calls=tuple(made))
 
 
 def _entity_pairs(entities: Any) -> list[tuple[str, str]]:
@@ -245,7 +248,8 @@ def scored_rows(report: EvaluationReport[Dialogue, Any, dict[str, Any]]) -> list
                 output_tokens=seen.output_tokens, cost_usd=seen.cost_usd,
                 latency_ms=seen.latency_ms, error=seen.error, outcome=seen.outcome,
                 trained_on=bool(trained[i]) if i < len(trained) else False,
-                ambiguous=bool(ambiguous[i]) if i < len(ambiguous) else False, reply=seen.reply))
+                ambiguous=bool(ambiguous[i]) if i < len(ambiguous) else False, reply=seen.reply,
+                model_calls=seen.model_calls))
     return rows
 
 
