@@ -283,3 +283,42 @@ def test_tool_choice_comes_from_the_models_file(tmp_path: Path, server: FakeOpen
     asyncio.run(desk.handle("c1", "something about my account and a thing I was charged for"))
     planned = [r for r in server.requests if r.had_tools]
     assert planned and {r.tool_choice for r in planned} == {sent}
+
+
+def test_a_turn_never_waits_past_its_deadline(tmp_path: Path, server: FakeOpenAI) -> None:
+    """A planner that hangs is cut at its role's timeout, well inside the turn's deadline, and the
+    turn ends with the desk's own reply instead of waiting for the provider."""
+    import time
+
+    server.script(Reply.tool_call("billing__lookup_invoice", {"invoice_id": "INV-1001"}).delayed(5),
+                  Reply.tool_call("billing__lookup_invoice", {"invoice_id": "INV-1001"}).delayed(5))
+    desk = desk_for(models_file(tmp_path, server, turn_deadline_s=1.0, role_timeout_s={"planner": 0.6}))
+    started = time.monotonic()
+    r = asyncio.run(desk.handle("c1", GIBBERISH))
+    took = time.monotonic() - started
+    assert took < 2.0, took
+    calls = model_events(desk, "c1")
+    assert [c.role for c in calls] == ["planner"]  # one call left for the writer, which never runs
+    assert not calls[0].ok and calls[0].error.startswith("timeout")
+    assert r.mode == "clarify" and r.reply == desk.definition.texts.clarify  # the embedded default, in time
+
+
+def test_a_group_that_timed_out_is_skipped_for_the_rest_of_the_turn() -> None:
+    """The fallback walk does not try a group that already timed out in this turn, nor anything past the deadline."""
+    import time
+
+    from deskline.routing.llm_config import ModelsFile
+    from deskline.routing.models import ModelRouter, TurnBudget
+
+    config = ModelsFile.model_validate({"model_list": [
+        {"model_name": "planner", "litellm_params": {"model": "openai/x", "api_base": "http://127.0.0.1:9"}}]})
+    router = ModelRouter(config)
+    skipped = TurnBudget(max_calls=5)
+    skipped.skipped.add("planner")
+
+    async def never(model: Any) -> None:
+        raise AssertionError("no call may be made")
+
+    assert asyncio.run(router.call("planner", never, skipped)).value is None
+    late = TurnBudget(max_calls=5, deadline=time.monotonic() - 1)
+    assert asyncio.run(router.call("planner", never, late)).value is None

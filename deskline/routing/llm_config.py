@@ -11,6 +11,8 @@ reused as it is.
     deskline:                                # optional; these are the defaults
       roles: {planner: planner, writer: writer, specialist: specialist}
       tool_choice: {planner: auto, verifier: auto}   # required / auto / none, per role
+      turn_deadline_s: 8                             # every model call of a turn, fallbacks included
+      role_timeout_s: {planner: 4, writer: 4}        # one attempt of a role (never past the deadline)
 
 ``tool_choice`` is sent with every call that offers tools. ``auto`` (the default) works with every
 OpenAI-compatible server; the desk validates the plan and falls back when the model answers in
@@ -55,6 +57,9 @@ class DesklineModels(BaseModel):
     redis_url: str | None = None
     max_tokens: dict[Role, int] = Field(default_factory=lambda: _max_tokens())
     tool_choice: dict[Role, ToolChoice] = Field(default_factory=dict)  # a role not named: "auto"
+    turn_deadline_s: float = Field(default=8.0, gt=0)  # all model calls of one turn, fallbacks included
+    role_timeout_s: dict[Role, float] = Field(default_factory=lambda: {"planner": 4.0, "writer": 4.0,
+                                                                       "verifier": 3.0, "specialist": 4.0})
 
 
 class ModelsFile(BaseModel):

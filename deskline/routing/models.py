@@ -20,8 +20,10 @@ litellm is imported only here, only when a models file is configured, and only a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -60,6 +62,11 @@ class TurnBudget:
     calls: int = 0
     spent_usd: Decimal = Decimal(0)
     attempts: list[Attempt] = field(default_factory=list)
+    deadline: float | None = None  # time.monotonic() by which the turn's model calls must be done
+    skipped: set[str] = field(default_factory=set)  # groups that timed out this turn: not tried again
+
+    def time_left(self) -> float:
+        return float("inf") if self.deadline is None else self.deadline - time.monotonic()
 
     @property
     def remaining(self) -> int:
@@ -142,9 +149,17 @@ class ModelRouter:
         attempts: list[Attempt] = []
         tried: list[str] = []
         max_tokens = self.config.deskline.max_tokens.get(role, 400)
+        if budget.deadline is None:  # the turn's first model call starts its clock
+            budget.deadline = time.monotonic() + self.config.deskline.turn_deadline_s
         for group in self.chain(role):
             if budget.remaining <= reserve:
                 break
+            if budget.time_left() <= 0:
+                tried.append("(the turn's deadline passed)")
+                break
+            if group in budget.skipped:
+                tried.append(f"{group} (timed out earlier this turn)")
+                continue
             target = group
             if not budget.affordable(self.estimate(target, size_hint, max_tokens)):
                 cheaper = self.config.deskline.cost_fallbacks.get(group)
@@ -154,10 +169,22 @@ class ModelRouter:
                 tried.append(f"{group} (cost fallback to {cheaper})")
                 target = cheaper
             model = RouterModel(self, role, target, budget, tuple(tried))
+            limit = min(budget.time_left(), self.config.deskline.role_timeout_s.get(role, float("inf")))
             try:
-                value = await run(model)
+                async with asyncio.timeout(limit):
+                    value = await run(model)
+            except TimeoutError:  # the role's time or the turn's ran out: never wait past it
+                if model.attempts:
+                    last = model.attempts[-1]
+                    last.ok, last.error = False, f"timeout: no answer within {limit:.1f} s"
+                budget.skipped.add(target)
+                attempts.extend(model.attempts)
+                tried.append(target)
+                continue
             except call_errors() as exc:
                 model.fail(exc)
+                if "timeout" in type(exc).__name__.lower():
+                    budget.skipped.add(target)
                 attempts.extend(model.attempts)
                 tried.append(target)
                 continue
