@@ -2,21 +2,26 @@
 
 The public API is re-exported here; everything else is reachable by its module path. A team
 defines its own desk with ``Desk`` (agents, skills, entities, system of record, router,
-policies, texts) and runs it with ``open_desk`` / ``memory_desk`` or ``deskline --desk``.
+policies, texts, workflows; remote agents with ``RemoteAgent``) and runs it with ``open_desk`` / ``memory_desk`` or ``deskline --desk``.
 """
 
 from deskline.agents.registry import ActionLedger, ApprovalRequired, Reference, Skill, SkillCall
+from deskline.agents.remote import RemoteAgent
 from deskline.config import Settings
 from deskline.definition import (
     Agent,
     Desk,
     DeskDefinitionError,
+    Edge,
     EscalationRule,
+    Node,
     Policies,
     RecordsContext,
     Texts,
+    Workflow,
     asks_for_person,
     load_desk,
+    load_workflows,
     validate,
 )
 from deskline.errors import DesklineError, SkillError
@@ -33,11 +38,14 @@ __all__ = [
     "Desk",
     "DeskDefinitionError",
     "DesklineError",
+    "Edge",
     "EntityType",
     "EscalationRule",
+    "Node",
     "Policies",
     "RecordsContext",
     "Reference",
+    "RemoteAgent",
     "Settings",
     "Skill",
     "SkillCall",
@@ -45,11 +53,13 @@ __all__ = [
     "SupportDesk",
     "Texts",
     "TurnResult",
+    "Workflow",
     "__version__",
     "asks_for_person",
     "email_entity",
     "id_entity",
     "load_desk",
+    "load_workflows",
     "memory_desk",
     "money_entity",
     "open_desk",

@@ -44,6 +44,17 @@ def add_trace_ids(_logger: Any, _method: str, event_dict: MutableMapping[str, An
     return event_dict
 
 
+class _Stderr:
+    """``sys.stderr`` as it is when a line is written, not when logging was configured: a harness
+    that swaps it (click's ``CliRunner``, pytest) and closes its own must not break later lines."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(fmt: str = "console", level: str = "warning") -> None:
     """Configure structlog once per process; ``fmt`` is ``console`` or ``json``."""
     renderer: Any = (
@@ -61,7 +72,7 @@ def configure(fmt: str = "console", level: str = "warning") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
 

@@ -219,6 +219,39 @@ class BackendContract:
             "retried_on": "March 14, 2025",
         }
 
+    def test_relock_account_undoes_an_unlock_once(self, backend: Backend) -> None:
+        """The unlock's compensation locks the account again, once per key; a locked account is rejected."""
+        with pytest.raises(ActionRejected):
+            backend.relock_account("k-0", C1)  # seeded locked: nothing to undo
+        assert backend.recorded("k-0") is None
+        backend.unlock_account("k-1", C1)
+        facts = backend.relock_account("k-1:undo", C1)
+        assert facts == {"account_status": "locked", "relocked_at": "March 14, 2025 at 09:00 UTC"}
+        assert backend.relock_account("k-1:undo", C1) == facts
+        alex = backend.customer(C1)
+        assert alex is not None and alex.status == "locked"
+        entry = backend.recorded("k-1:undo")
+        assert entry is not None and entry.action == "relock_account"
+
+    def test_cancel_payment_retry_undoes_a_retry_once(self, backend: Backend) -> None:
+        """The retry's compensation makes the payment failed again, once per key; only a retried pending one."""
+        with pytest.raises(ActionRejected):
+            backend.cancel_payment_retry("k-0", C1, "PAY-3002")  # failed: no retry to cancel
+        with pytest.raises(ActionRejected):
+            backend.cancel_payment_retry("k-0", C1, "PAY-3001")  # pending, but never retried
+        with pytest.raises(ActionRejected):
+            backend.cancel_payment_retry("k-0", C1, "PAY-3101")  # another customer's
+        backend.retry_payment("k-1", C1, "PAY-3002")
+        facts = backend.cancel_payment_retry("k-1:undo", C1, "PAY-3002")
+        assert facts == {"payment_id": "PAY-3002", "status": "failed", "retry_cancelled_on": "March 14, 2025"}
+        assert backend.cancel_payment_retry("k-1:undo", C1, "PAY-3002") == facts
+        payment = backend.payment(C1, "PAY-3002")
+        assert payment is not None
+        assert (payment.status, payment.estimated_arrival, payment.failure_reason) == (
+            "failed", None, "its retry was cancelled")
+        with pytest.raises(IdempotencyConflict):
+            backend.cancel_payment_retry("k-1", C1, "PAY-3002")  # the retry's own key
+
     def test_seeding_again_changes_nothing(
         self, make_backend: MakeBackend, backend: Backend
     ) -> None:

@@ -24,6 +24,7 @@ from deskline.runtime import memory_desk
 from deskline.testing import FakeOpenAI, ModelBehaviour, Reply
 
 GIBBERISH = "zorp the flibber quux"  # the classifier abstains, so the LLM planner is asked
+NAMED = "zorp the flibber quux INV-1001"  # the same, naming the invoice the planner's arguments may use
 
 
 def deployment(group: str, model: str, server: FakeOpenAI, **extra: Any) -> dict[str, Any]:
@@ -97,7 +98,7 @@ def test_planner_plans_when_the_classifier_abstains(tmp_path: Path, server: Fake
     """One planner call with the skills as tools; the plan is validated and recorded with its cost."""
     server.script(Reply.tool_call("billing__lookup_invoice", {"invoice_id": "INV-1001"}), Reply.text(KEPT))
     desk = desk_for(models_file(tmp_path, server))
-    r = asyncio.run(desk.handle("c1", GIBBERISH))
+    r = asyncio.run(desk.handle("c1", NAMED))
     assert (r.department, r.mode, r.stage) == ("billing", "single", "llm")
     assert r.llm_calls == 2 == server.count()
     calls = model_events(desk, "c1")
@@ -322,3 +323,23 @@ def test_a_group_that_timed_out_is_skipped_for_the_rest_of_the_turn() -> None:
     assert asyncio.run(router.call("planner", never, skipped)).value is None
     late = TurnBudget(max_calls=5, deadline=time.monotonic() - 1)
     assert asyncio.run(router.call("planner", never, late)).value is None
+
+
+@pytest.mark.parametrize(("text", "planned", "instead"), [
+    ("Is the app down?", "tech__reset_password", "tech.check_service_status"),
+    ("send me the details of invoice INV-1001", "billing__review_duplicate_charge", "billing.lookup_invoice"),
+])
+def test_an_action_the_customer_did_not_ask_for_is_not_taken(tmp_path: Path, server: FakeOpenAI, text: str,
+                                                             planned: str, instead: str) -> None:
+    """The model proposes, the desk disposes: a planned action the customer's words do not ask for
+    becomes its agent's lookup, and nothing is changed."""
+    from deskline.eventlog.events import ActionCompleted, PlanMade
+
+    arguments = {"invoice_id": "INV-1001"} if "invoice" in planned else {}
+    server.script(Reply.tool_call(planned, arguments), Reply.text("x"))
+    desk = desk_for(models_file(tmp_path, server, writer=None))
+    asyncio.run(desk.handle("c1", text))
+    events = [r.event for r in desk.store.load("c1")]
+    plan = next(e.plan for e in events if isinstance(e, PlanMade))
+    assert [s.skill for s in plan.steps] == [instead] and "did not ask for" in plan.verdicts[-1].reason
+    assert not any(isinstance(e, ActionCompleted) for e in events)

@@ -30,8 +30,8 @@ def answering(*calls: tuple[str, dict[str, Any]]) -> FunctionModel:
     return FunctionModel(fn)
 
 
-def plan(*calls: tuple[str, dict[str, Any]]):  # type: ignore[no-untyped-def]
-    return asyncio.run(PLANNER.plan(answering(*calls), "a customer message"))
+def plan(*calls: tuple[str, dict[str, Any]], said: str = "a customer message about inv 1001"):  # type: ignore[no-untyped-def]
+    return asyncio.run(PLANNER.plan(answering(*calls), said))
 
 
 def test_tools_are_the_skills_with_typed_schemas_plus_meta_tools() -> None:
@@ -84,6 +84,21 @@ def test_meta_tools_abstain() -> None:
     """ask_customer plans a clarifying question; escalate_to_human an escalation."""
     assert plan(("ask_customer", {"question": "which invoice?"}))[0].mode == "clarify"
     assert plan(("escalate_to_human", {"reason": "angry"}))[0].mode == "escalate"
+
+
+def test_model_arguments_must_be_what_the_customer_named() -> None:
+    """'1002' never replaces the customer's INV-1002, a substring id is no match, a made-up email is
+    dropped from a lookup, and an action on anything the customer never named is refused."""
+    _, found = plan(("billing__lookup_invoice", {"invoice_id": "1002"}), said="check invoice INV-1002")
+    assert found.is_empty()  # the customer's own INV-1002 is what the step gets
+    _, found = plan(("billing__lookup_invoice", {"invoice_id": "inv 1002"}), said="check invoice INV-1002")
+    assert found.get("invoice_id") == ("INV-1002",)
+    with pytest.raises(PlanError, match="never named"):
+        plan(("billing__refund_charge", {"charge_id": "1"}), said="refund CH-2002 please")
+    with pytest.raises(PlanError, match="never named"):
+        plan(("tech__reset_password", {"email": "attacker@evil.com"}), said="I forgot my password")
+    _, found = plan(("tech__reset_password", {"email": "me@example.com"}), said="reset it, my email is me@example.com")
+    assert found.get("email") == ("me@example.com",)
 
 
 def test_testmodel_drives_the_planner() -> None:

@@ -1,4 +1,5 @@
-"""The skill API: what a desk's agents are made of (``Skill``, ``SkillCall``, ``Registry``).
+"""The skill API: what a desk's agents are made of (``Skill``, ``SkillCall``, ``Registry``), and
+remote agents (``RemoteAgent``: an agent served over HTTP, ``deskline.agents.server``).
 
 The built-in desk's agents live in ``deskline.agents.builtin``, which this package never
 imports: it is one desk built on this API, like any other.
@@ -14,6 +15,7 @@ from deskline.agents.registry import (
     SkillCall,
     SkillFn,
 )
+from deskline.agents.remote import RemoteAgent, RemoteSkill, remote_only
 
 __all__ = [
     "ActionLedger",
@@ -21,7 +23,10 @@ __all__ = [
     "Facts",
     "Reference",
     "Registry",
+    "RemoteAgent",
+    "RemoteSkill",
     "Skill",
     "SkillCall",
     "SkillFn",
+    "remote_only",
 ]

@@ -60,6 +60,7 @@ class SkillCall:
     params: BaseModel
     records: Any
     policy: ActionPolicy | None = None
+    deadline: float | None = None  # epoch seconds by which the step must be done (remote calls pass it on)
 
     @property
     def backend(self) -> Any:
@@ -174,6 +175,13 @@ class Skill:
     skills read nothing of the customer's and run in anonymous conversations; any other skill
     asks an anonymous customer to sign in. ``verification_s``: the skill runs only if the host
     site vouched for the customer at most this many seconds ago (sensitive actions).
+
+    Compensation (an action undone when a later step of its plan fails for good): ``compensate``
+    is the action that undoes this one, either the name of another action skill of the desk or a
+    skill function of its own (it gets this skill's parameters, the original result as its only
+    upstream result, and the idempotency key ``<original key>:undo``); ``irreversible`` says why
+    an action has none ("a sent message cannot be unsent"), for the person
+    the failed plan goes to. An action with neither is reported as not undone.
     """
 
     name: str
@@ -190,6 +198,13 @@ class Skill:
     public: bool = False
     verification_s: float | None = None
     offers: tuple[str, ...] = ()  # the action skills its replies may offer to run
+    compensate: str | SkillFn | None = None
+    irreversible: str = ""
+
+    @property
+    def compensable(self) -> bool:
+        """Whether the operation layer can undo this skill's action."""
+        return self.action and self.compensate is not None
 
     def tool_schema(self) -> dict[str, Any]:
         """The skill as a tool for a model planner: name, description, JSON schema."""

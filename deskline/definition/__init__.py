@@ -11,18 +11,24 @@ from deskline.definition.model import (
     asks_for_person,
 )
 from deskline.definition.validate import DeskDefinitionError, validate
+from deskline.definition.workflow import Edge, Node, Workflow, WorkflowFileError, load_workflows
 
 __all__ = [
     "BUILTIN_DESK",
     "Agent",
     "Desk",
     "DeskDefinitionError",
+    "Edge",
     "EscalationRule",
+    "Node",
     "Policies",
     "RecordsContext",
     "Texts",
+    "Workflow",
+    "WorkflowFileError",
     "asks_for_person",
     "desk_spec",
     "load_desk",
+    "load_workflows",
     "validate",
 ]

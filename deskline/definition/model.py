@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deskline.agents.registry import ActionPolicy, Registry, Skill
+from deskline.agents.remote import RemoteAgent, remote_skill
+from deskline.definition.workflow import Workflow, load_workflows
 from deskline.handoffs.entities import EntityType, Extractor
 from deskline.handoffs.payload import RESERVED_DEPARTMENTS
 
@@ -40,12 +42,15 @@ if TYPE_CHECKING:
 class Agent:
     """A specialist of the desk: its name, the department the router sends to it, what it does
     (the model planner reads it) and the skill it falls back on when no skill claims a message
-    (default: its first skill that only reads)."""
+    (default: its first skill that only reads). ``remote``: the agent is served over HTTP by
+    another service (``deskline agent-server``); its skills are still declared here, and the
+    desk calls the service to run them instead of their functions."""
 
     name: str
     description: str = ""
     department: str = ""
     default_skill: str = ""
+    remote: RemoteAgent | None = None
 
     @property
     def routes_from(self) -> str:
@@ -164,6 +169,8 @@ class Desk:
     * ``default_customer``: whom a conversation belongs to when the caller names nobody.
     * ``training_data``: the files the router was trained on; the eval suite flags queries
       found in them (a figure measured on training rows says so).
+    * ``workflows``: declared procedures (``Workflow``, or a YAML file of them) the triage may
+      choose as a whole plan; see ``deskline.definition.workflow``.
     """
 
     name: str
@@ -179,6 +186,7 @@ class Desk:
     default_customer: str = "customer"
     description: str = ""
     training_data: Sequence[Path] = ()
+    workflows: Sequence[Workflow | Path] = ()
 
     @property
     def all_departments(self) -> tuple[str, ...]:
@@ -193,7 +201,42 @@ class Desk:
 
     @cached_property
     def registry(self) -> Registry:
+        """The skills the desk runs: a remote agent's skills call its service."""
+        remote = {a.name: a.remote for a in self.agents if a.remote is not None}
+        skills = [remote_skill(s, remote[s.agent]) if s.agent in remote else s for s in self.skills]
+        return Registry(skills, {a.name: self.default_skill_of(a) for a in self.agents})
+
+    @cached_property
+    def local_registry(self) -> Registry:
+        """The skills as their own functions, wherever the desk says they run (an agent server)."""
         return Registry(self.skills, {a.name: self.default_skill_of(a) for a in self.agents})
+
+    @cached_property
+    def workflow_map(self) -> dict[str, Workflow]:
+        """The desk's workflows by name, YAML files read (a file that cannot be read raises
+        ``WorkflowFileError``; ``validate`` reports it as a problem)."""
+        found: dict[str, Workflow] = {}
+        for workflow in self.declared_workflows():
+            found.setdefault(workflow.name, workflow)
+        return found
+
+    def declared_workflows(self) -> list[Workflow]:
+        """Every workflow as declared, in order (YAML files read), repeats included."""
+        return [w for item in self.workflows for w in ((item,) if isinstance(item, Workflow) else load_workflows(item))]
+
+    def workflow_department(self, workflow: Workflow) -> str:
+        """Where a turn that runs ``workflow`` is recorded."""
+        if workflow.department:
+            return workflow.department
+        agent = next((s.agent for s in self.skills if s.name == workflow.nodes[0].skill), "")
+        return next((a.routes_from for a in self.agents if a.name == agent), agent)
+
+    def with_remote(self, **agents: RemoteAgent) -> Desk:
+        """This desk with the named agents served remotely: ``desk.with_remote(billing=RemoteAgent(url))``."""
+        unknown = sorted(set(agents) - {a.name for a in self.agents})
+        if unknown:
+            raise ValueError(f"desk {self.name!r} has no agents {', '.join(unknown)}")
+        return replace(self, agents=tuple(replace(a, remote=agents.get(a.name, a.remote)) for a in self.agents))
 
     @cached_property
     def extractor(self) -> Extractor:

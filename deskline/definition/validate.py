@@ -7,7 +7,9 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
+from deskline.agents.remote import remote_only
 from deskline.definition.model import Desk
+from deskline.definition.workflow import WorkflowFileError, workflow_problems
 from deskline.errors import DesklineError
 from deskline.handoffs.entities import is_name
 from deskline.handoffs.payload import CUSTOMER_ID, RESERVED_DEPARTMENTS
@@ -81,8 +83,58 @@ def _problems(desk: Desk) -> Iterable[str]:
             yield f"action policy for unknown skill {name!r}"
         elif not skills[name].action:
             yield f"action policy for {name!r}, which takes no action"
+    yield from _compensations(desk)
+    yield from _remotes(desk)
+    yield from _workflows(desk)
     yield from _texts(desk)
     yield from _router(desk)
+
+
+def _compensations(desk: Desk) -> Iterable[str]:
+    skills = {s.name: s for s in desk.skills}
+    for skill in desk.skills:
+        undo = skill.compensate
+        if (undo is not None or skill.irreversible) and not skill.action:
+            yield f"skill {skill.name!r} declares how to undo its action, but takes no action"
+        if undo is not None and skill.irreversible:
+            yield f"skill {skill.name!r} has a compensation and is also marked irreversible"
+        if isinstance(undo, str):
+            target = skills.get(undo)
+            if target is None:
+                yield f"skill {skill.name!r} is compensated by unknown skill {undo!r}"
+            elif undo == skill.name:
+                yield f"skill {skill.name!r} cannot compensate itself"
+            elif not target.action:
+                yield f"skill {skill.name!r} is compensated by {undo!r}, which takes no action"
+        elif undo is not None and not callable(undo):
+            yield f"skill {skill.name!r}: compensate must be a skill name or a skill function"
+
+
+def _remotes(desk: Desk) -> Iterable[str]:
+    remote = {a.name for a in desk.agents if a.remote is not None}
+    for skill in desk.skills:
+        if skill.run is remote_only and skill.agent not in remote:
+            yield f"skill {skill.name!r} runs only on a remote agent, but agent {skill.agent!r} is not remote"
+    for agent in desk.agents:
+        remote = agent.remote
+        if remote is None:
+            continue
+        if not remote.url.startswith(("http://", "https://")):
+            yield f"agent {agent.name!r}: remote url {remote.url!r} is not an http(s) URL"
+        if remote.timeout_s <= 0:
+            yield f"agent {agent.name!r}: remote timeout_s must be positive"
+
+
+def _workflows(desk: Desk) -> Iterable[str]:
+    try:
+        workflows = desk.declared_workflows()
+    except WorkflowFileError as exc:
+        yield str(exc)
+        return
+    yield from _names("workflow", [w.name for w in workflows], pattern=False)
+    skills = {s.name: s for s in desk.skills}
+    for workflow in [w for i, w in enumerate(workflows) if w.name not in {v.name for v in workflows[:i]}]:
+        yield from workflow_problems(workflow, skills, desk.extractor.by_name, desk.all_departments)
 
 
 def _names(kind: str, names: list[str], *, pattern: bool = True) -> Iterable[str]:

@@ -136,6 +136,69 @@ class ActionCompleted(_Event):
     facts: dict[str, str] = {}
 
 
+class CompensationRequested(_Event):
+    """A later step of the plan failed for good: step ``step_id``'s action (``action``, done under
+    ``of_key``) is undone by ``compensation`` under its own key, ``<of_key>:undo``."""
+
+    type: Literal["compensation_requested"] = "compensation_requested"
+    step_id: str
+    action: str
+    compensation: str
+    of_key: str
+    idempotency_key: str
+    reason: str = ""
+
+
+class CompensationCompleted(_Event):
+    type: Literal["compensation_completed"] = "compensation_completed"
+    step_id: str
+    action: str
+    compensation: str
+    idempotency_key: str
+    facts: dict[str, str] = {}
+
+
+class CompensationFailed(_Event):
+    """The compensation did not go through: the action stays done, and the person is told."""
+
+    type: Literal["compensation_failed"] = "compensation_failed"
+    step_id: str
+    action: str
+    compensation: str
+    idempotency_key: str
+    error: str
+    attempts: int = 1
+
+
+class CompensationSkipped(_Event):
+    """An action the failed plan took that has no compensation (or is irreversible): it stays done."""
+
+    type: Literal["compensation_skipped"] = "compensation_skipped"
+    step_id: str
+    action: str
+    of_key: str
+    reason: str
+
+
+class NodeOutcome(Frozen):
+    """How one node of a workflow ended: a result status, ``skipped`` (an edge did not hold) or
+    ``not_run`` (the workflow stopped before it)."""
+
+    node: str
+    skill: str
+    outcome: str
+    reason: str = ""
+
+
+class WorkflowFinished(_Event):
+    """The desk's declared workflow ``workflow`` ran: every node's outcome, in the order it ran."""
+
+    type: Literal["workflow_finished"] = "workflow_finished"
+    workflow: str
+    outcome: Literal["completed", "waiting", "failed"]
+    nodes: tuple[NodeOutcome, ...] = ()
+
+
 class AgentCompleted(_Event):
     type: Literal["agent_completed"] = "agent_completed"
     result: AgentResult
@@ -219,6 +282,11 @@ Event = Annotated[
     | ModelCalled
     | ActionRequested
     | ActionCompleted
+    | CompensationRequested
+    | CompensationCompleted
+    | CompensationFailed
+    | CompensationSkipped
+    | WorkflowFinished
     | AgentCompleted
     | AgentFailed
     | EscalationRequested

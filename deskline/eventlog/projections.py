@@ -15,6 +15,7 @@ from deskline.eventlog.events import (
     ActionCompleted,
     ActionDecided,
     AgentCompleted,
+    CompensationCompleted,
     ConversationOpened,
     CustomerMessaged,
     CustomerVerified,
@@ -242,6 +243,8 @@ def _apply(b: _Builder, r: Recorded) -> None:
         b.spent_usd += e.cost_usd
     elif isinstance(e, ActionCompleted):
         b.actions.append(f"{e.action} ({e.idempotency_key})")
+    elif isinstance(e, CompensationCompleted):  # the case file says the action was undone
+        b.actions.append(f"undone {e.action} ({e.idempotency_key})")
     elif isinstance(e, EscalationRequested):
         b.escalated, b.owner, b.pending, b.pending_action = True, "human", None, e.pending_action
     elif isinstance(e, ActionDecided):

@@ -130,7 +130,7 @@ class Entities(Frozen):
 class Constraints(Frozen):
     """What the strategy allows this turn; every handoff carries it."""
 
-    approval_limit: Decimal = Decimal("500")
+    approval_limit: Annotated[Decimal, Field(allow_inf_nan=True)] = Decimal("500")  # Infinity: approved
     max_llm_calls: int = 2
     max_cost_usd: Decimal = Decimal("0.05")
     allow_actions: bool = True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from deskline.handoffs.payload import AgentName, Department, Frozen, Mode
+from deskline.handoffs.payload import AgentName, AgentResult, Department, Frozen, Mode
 
 Stage = Literal["cache", "classifier", "llm", "resume", "rules", "fallback", "dialogue"]
 
@@ -21,6 +21,30 @@ class StageVerdict(Frozen):
     alternatives: tuple[tuple[Department, float], ...] = ()
 
 
+class Condition(Frozen):
+    """An edge of a workflow step: it holds when step ``step`` ran, its result's status is
+    ``outcome`` and, if ``fact`` is given, that fact is one of ``equals`` (case-blind)."""
+
+    step: str
+    fact: str = ""
+    equals: tuple[str, ...] = ()
+    outcome: str = "ok"
+
+    def holds(self, result: AgentResult | None) -> bool:
+        if result is None or result.status != self.outcome:
+            return False
+        if not self.fact:
+            return True
+        value = result.facts.get(self.fact)
+        return value is not None and value.lower() in {e.lower() for e in self.equals}
+
+    def describe(self) -> str:
+        head = self.step if self.outcome == "ok" else f"{self.step} {self.outcome}"
+        if not self.fact:
+            return head
+        return f"{head} if {self.fact} = {'|'.join(self.equals)}"
+
+
 class PlanStep(Frozen):
     step_id: str
     agent: AgentName
@@ -28,6 +52,8 @@ class PlanStep(Frozen):
     depends_on: tuple[str, ...] = ()
     when: tuple[str, str] | None = None  # (fact, value) an upstream result must show
     clause: str = ""
+    inputs: dict[str, str] = {}  # parameter -> "entity" or "step.fact" (a workflow node's inputs)
+    conditions: tuple[Condition, ...] = ()  # a workflow node's edges: all must hold, else it is skipped
 
 
 class Plan(Frozen):
@@ -40,3 +66,4 @@ class Plan(Frozen):
     verdicts: tuple[StageVerdict, ...] = ()
     reason: str = ""
     question: str = ""  # a clarify plan's own question (the model planner's ``ask_customer``)
+    workflow: str = ""  # the desk's declared workflow this plan runs (its steps are the nodes)

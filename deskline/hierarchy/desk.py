@@ -508,7 +508,7 @@ class SupportDesk:
             return [*esc, ReplySent(text=self.definition.texts.holding, department=department, mode=mode,
                                     escalated=True, grounded=False, outcome="failed", llm_calls=llm_calls)]
         if run.escalations:
-            reasons = tuple(r.reason or r.status for r in run.escalations)
+            reasons = run.escalation_reasons  # with what was undone and what could not be
             return [*self._escalate(text, plan.intent, entities, run.results, reasons),
                     ReplySent(text=reply.text, department=department, mode=mode, escalated=True,
                               outcome="escalated", llm_calls=llm_calls, topic=topic, offer_closed=closes_offer)]

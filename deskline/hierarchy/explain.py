@@ -3,8 +3,9 @@
 ``deskline explain CONVERSATION_ID [--turn N]`` prints, per turn: the message, the strategy's
 decision and reasons, every routing stage's verdict, confidence and reason (with the
 alternatives it weighed), the plan, each handoff with its case entities, the agents' results,
-every model call with its deployment, fallbacks, cost and latency, the grounding check and the
-reply. It is a pure function of the events, so it explains yesterday's turn exactly as it ran.
+every model call with its deployment, fallbacks, cost and latency, a declared workflow's run node
+by node (ran, skipped and why), the compensations of a failed plan (undone, failed, kept), the
+grounding check and the reply. It is a pure function of the events, so it explains yesterday's turn exactly as it ran.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from deskline.eventlog.events import (
     ActionCompleted,
     AgentCompleted,
     AgentFailed,
+    CompensationCompleted,
+    CompensationFailed,
+    CompensationRequested,
+    CompensationSkipped,
     CustomerMessaged,
     EscalationRequested,
     HandoffSent,
@@ -28,6 +33,7 @@ from deskline.eventlog.events import (
     ReplySent,
     StrategyDecided,
     TurnHeld,
+    WorkflowFinished,
 )
 
 
@@ -42,6 +48,8 @@ class TurnExplanation:
     results: list[dict[str, Any]] = field(default_factory=list)
     actions: list[dict[str, Any]] = field(default_factory=list)
     model_calls: list[dict[str, Any]] = field(default_factory=list)
+    workflows: list[dict[str, Any]] = field(default_factory=list)
+    compensations: list[dict[str, Any]] = field(default_factory=list)
     escalation: dict[str, Any] | None = None
     reply: dict[str, Any] | None = None
     seqs: list[int] = field(default_factory=list)
@@ -75,8 +83,11 @@ def explain(records: Sequence[Recorded], turn: int | None = None) -> list[TurnEx
                                   for v in p.verdicts)
             current.plans.append({"mode": p.mode, "department": p.department, "intent": p.intent,
                                   "stage": p.stage, "confidence": round(p.confidence, 4), "reason": p.reason,
+                                  "workflow": p.workflow,
                                   "steps": [{"step": s.step_id, "skill": s.skill, "depends_on": list(s.depends_on),
-                                             "when": list(s.when) if s.when else None} for s in p.steps],
+                                             "when": list(s.when) if s.when else None,
+                                             "conditions": [c.describe() for c in s.conditions],
+                                             "inputs": dict(s.inputs)} for s in p.steps],
                                   "entities": e.entities.model_dump(mode="json", exclude_defaults=True)})
         elif isinstance(e, HandoffSent):
             h = e.handoff
@@ -94,6 +105,22 @@ def explain(records: Sequence[Recorded], turn: int | None = None) -> list[TurnEx
                                     "attempts": e.attempts})
         elif isinstance(e, ActionCompleted):
             current.actions.append({"step": e.step_id, "action": e.action, "key": e.idempotency_key})
+        elif isinstance(e, WorkflowFinished):
+            current.workflows.append({"workflow": e.workflow, "outcome": e.outcome,
+                                      "nodes": [n.model_dump() for n in e.nodes]})
+        elif isinstance(e, CompensationRequested):
+            current.compensations.append({"step": e.step_id, "action": e.action, "compensation": e.compensation,
+                                          "key": e.idempotency_key, "of_key": e.of_key, "status": "requested",
+                                          "reason": e.reason})
+        elif isinstance(e, CompensationCompleted | CompensationFailed):
+            entry = next((c for c in reversed(current.compensations) if c.get("key") == e.idempotency_key), None)
+            if entry is not None and isinstance(e, CompensationCompleted):
+                entry.update(status="undone", facts=e.facts)
+            elif entry is not None and isinstance(e, CompensationFailed):
+                entry.update(status="FAILED", error=e.error, attempts=e.attempts)
+        elif isinstance(e, CompensationSkipped):
+            current.compensations.append({"step": e.step_id, "action": e.action, "of_key": e.of_key,
+                                          "status": "kept", "reason": e.reason})
         elif isinstance(e, ModelCalled):
             current.model_calls.append({"role": e.role, "group": e.model_group, "deployment": e.deployment,
                                         "ok": e.ok, "error": e.error, "fallbacks": list(e.fallbacks),
@@ -130,12 +157,21 @@ def render(explanations: Sequence[TurnExplanation]) -> list[str]:
         for p in t.plans:
             steps = ", ".join(f"{x['step']}={x['skill']}" + (f" after {'+'.join(x['depends_on'])}" if x["depends_on"] else "")
                               + (f" if {x['when'][0]}={x['when'][1]}" if x["when"] else "") for x in p["steps"])
-            lines.append(f"  plan: {p['mode']} -> {p['department']} [{steps or 'no steps'}] ({p['reason']})")
+            kind = f"workflow {p['workflow']} ({p['mode']})" if p.get("workflow") else p["mode"]
+            lines.append(f"  plan: {kind} -> {p['department']} [{steps or 'no steps'}] ({p['reason']})")
         for h in t.handoffs:
             lines.append(f"  handoff {h['step']} -> {h['agent']}.{h['skill'].split('.')[-1]} v{h['version']} "
                          f"key {h['idempotency_key']} entities {h['entities'] or '{}'}")
         for r in t.results:
             lines.append(f"  result {r['step']} {r['skill']}: {r['status']} {r.get('facts') or r.get('error', '')}")
+        lines.extend(_workflow_lines(t))
+        for c in t.compensations:
+            if c["status"] == "kept":
+                lines.append(f"  not undone {c['step']} {c['action']} (key {c['of_key']}): {c['reason']}")
+                continue
+            outcome = c.get("facts") or c.get("error", "") or ""
+            lines.append(f"  undo {c['step']} {c['action']} by {c['compensation']} key {c['key']}: "
+                         f"{c['status']} {outcome}".rstrip())
         for m in t.model_calls:
             ok = "ok" if m["ok"] else f"FAILED ({m['error']})"
             via = f" after {', '.join(m['fallbacks'])}" if m["fallbacks"] else ""
@@ -151,4 +187,22 @@ def render(explanations: Sequence[TurnExplanation]) -> list[str]:
                 lines.append(f"  reply ({t.reply['outcome']}, {grounded}, {t.reply['llm_calls']} model calls, "
                              f"{t.reply['latency_ms']:.1f} ms): {t.reply['text']}")
         lines.append("")
+    return lines
+
+
+def _workflow_lines(t: TurnExplanation) -> list[str]:
+    """A workflow's run node by node: what each waited on, how it ended, what it found."""
+    lines: list[str] = []
+    steps = {x["step"]: x for p in t.plans for x in p["steps"]}
+    facts = {r["step"]: r.get("facts") or r.get("error", "") for r in t.results}
+    for w in t.workflows:
+        lines.append(f"  workflow {w['workflow']}: {w['outcome']}")
+        for n in w["nodes"]:
+            step = steps.get(n["node"], {})
+            conditions = step.get("conditions") or []
+            plain = [d for d in step.get("depends_on") or [] if not any(c.split(" ")[0] == d for c in conditions)]
+            waits = ", ".join([*plain, *conditions])
+            after = f" after {waits}" if waits else ""
+            said = f": {n['reason']}" if n["outcome"] in ("skipped", "not_run") else f" {facts.get(n['node']) or ''}"
+            lines.append(f"    node {n['node']} {n['skill']}{after} -> {n['outcome']}{said}".rstrip())
     return lines

@@ -4,7 +4,9 @@ Each step becomes a ``Handoff`` (the case file plus the strategy's constraints a
 idempotency key derived from conversation, turn and step). Missing entities become questions,
 not failed calls; independent steps run concurrently in a ``TaskGroup``; dependent steps get
 their upstream results; transient failures are retried, and a step that still fails degrades to
-an escalation instead of a crash.
+an escalation instead of a crash. A plan that runs one of the desk's declared workflows goes
+node by node (``deskline.hierarchy.workflows``); a plan that fails for good after actions undoes
+them (``deskline.hierarchy.compensation``).
 """
 
 from __future__ import annotations
@@ -29,14 +31,30 @@ from deskline.eventlog.events import (
 )
 from deskline.handoffs.payload import CUSTOMER_ID, HANDOFF_VERSION, AgentResult, Case, Constraints, Handoff
 from deskline.handoffs.plan import Plan, PlanStep
+from deskline.hierarchy.compensation import Rollback, Undo, already_done, run_undo, settle
 from deskline.hierarchy.plan import order
+from deskline.hierarchy.workflows import run_workflow
 from deskline.observe.tracing import span
+
+
+@dataclass(frozen=True, slots=True)
+class StepRun:
+    """A step that ran: the step, the handoff it got and its result."""
+
+    step: PlanStep
+    handoff: Handoff
+    result: AgentResult
 
 
 @dataclass(slots=True)
 class Execution:
+    """What a plan did: the results the reply speaks of, every event, every step that ran and,
+    if its actions were undone, the rollback."""
+
     results: list[AgentResult] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    runs: list[StepRun] = field(default_factory=list)
+    rollback: Rollback | None = None
 
     @property
     def needs_info(self) -> list[AgentResult]:
@@ -45,6 +63,14 @@ class Execution:
     @property
     def escalations(self) -> list[AgentResult]:
         return [r for r in self.results if r.status in ("escalate", "failed", "pending_approval")]
+
+    @property
+    def escalation_reasons(self) -> tuple[str, ...]:
+        """Why the turn goes to a person: each result's reason, then what was undone and what not."""
+        reasons = [r.reason or r.status for r in self.escalations]
+        if self.rollback is not None:
+            reasons.append(self.rollback.summary)
+        return tuple(dict.fromkeys(reasons))
 
 
 def idempotency_key(conversation_id: str, turn: int, step_id: str) -> str:
@@ -61,23 +87,42 @@ class Operator:
     policies: Mapping[str, ActionPolicy] = field(default_factory=dict)  # skill name -> its action policy
 
     async def execute(self, plan: Plan, case: Case, constraints: Constraints) -> Execution:
-        run = Execution()
-        done: dict[str, AgentResult] = {}
-        for wave in order(plan.steps):
-            handoffs = [self._handoff(step, case, constraints, done) for step in wave]
-            for h in handoffs:
-                run.events.append(HandoffSent.of(h))
-            if len(wave) == 1:
-                outcomes = [await self._step(wave[0], handoffs[0], done)]
-            else:
-                async with asyncio.TaskGroup() as tg:
-                    tasks = [tg.create_task(self._step(s, h, done)) for s, h in zip(wave, handoffs, strict=True)]
-                outcomes = [t.result() for t in tasks]
-            for result, events in outcomes:
-                done[result.step_id] = result
-                run.results.append(result)
-                run.events.extend(events)
+        if plan.workflow:
+            run = await run_workflow(self, plan, case, constraints)
+        else:
+            run = Execution()
+            done: dict[str, AgentResult] = {}
+            for wave in order(plan.steps):
+                await self.run_wave(wave, case, constraints, done, run)
+        await settle(self, run, constraints)
         return run
+
+    async def run_wave(self, wave: list[PlanStep], case: Case, constraints: Constraints,
+                       done: dict[str, AgentResult], run: Execution) -> list[AgentResult]:
+        """Steps that may run together: each handed off, run (concurrently if several), recorded."""
+        handoffs = [self._handoff(step, case, constraints, done) for step in wave]
+        for h in handoffs:
+            run.events.append(HandoffSent.of(h))
+        if len(wave) == 1:
+            outcomes = [await self._step(wave[0], handoffs[0], done)]
+        else:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(self._step(s, h, done)) for s, h in zip(wave, handoffs, strict=True)]
+            outcomes = [t.result() for t in tasks]
+        for step, handoff, (result, events) in zip(wave, handoffs, outcomes, strict=True):
+            done[result.step_id] = result
+            run.results.append(result)
+            run.runs.append(StepRun(step, handoff, result))
+            run.events.extend(events)
+        return [result for result, _ in outcomes]
+
+    async def undo(self, undo: Undo, cause: str) -> list[Event]:
+        """Run one compensation (once per its key) and return its events; replay answers from the log."""
+        return await run_undo(self, undo, cause)
+
+    async def undone_before(self, undo: Undo) -> bool:
+        """Whether this compensation already ran (an earlier attempt of the same turn began it)."""
+        return await already_done(self, undo)
 
     async def run_step(self, step: PlanStep, handoff: Handoff) -> tuple[AgentResult, list[Event]]:
         """One step on its own (a person approved it): its result and its events."""
@@ -108,7 +153,7 @@ class Operator:
         refused = self._unverified(skill, handoff)
         if refused is not None:
             return refused, [AgentCompleted(result=refused)]
-        params, missing = self._params(skill, handoff)
+        params, missing = self._params(skill, handoff, step.inputs)
         if missing:
             result = AgentResult(step_id=step.step_id, agent=step.agent, skill=step.skill,
                                  status="needs_info", missing=missing, reason="missing " + ", ".join(missing))
@@ -125,6 +170,7 @@ class Operator:
         error = ""
         reread = False
         for attempt in range(1, self.retries + 2):
+            call.deadline = time.time() + self.timeout_s  # a remote agent stops at the same moment
             try:
                 with span("deskline.skill", **{"deskline.skill": skill.name, "deskline.attempt": attempt}) as sp:
                     async with asyncio.timeout(self.timeout_s):  # no extra task, unlike wait_for
@@ -195,11 +241,20 @@ class Operator:
         return AgentResult(step_id=step.step_id, agent=step.agent, skill=step.skill, status="ok",
                            template="skipped", facts=facts, reason=f"{fact} is {actual}, not {expected}")
 
-    def _params(self, skill: Skill, handoff: Handoff) -> tuple[BaseModel | None, tuple[str, ...]]:
-        """The skill's typed parameters from the case's entities and upstream facts."""
+    def _params(self, skill: Skill, handoff: Handoff,
+                inputs: Mapping[str, str] | None = None) -> tuple[BaseModel | None, tuple[str, ...]]:
+        """The skill's typed parameters from the case's entities and upstream facts; ``inputs``
+        (a workflow node's) maps a parameter to an entity (``"order_id"``) or an upstream step's
+        fact (``"check.order_id"``)."""
         values: dict[str, object] = {}
         entities = handoff.case.entities
         for name in skill.params.model_fields:
+            source = (inputs or {}).get(name)
+            if source is not None:
+                value = _input(source, handoff)
+                if value is not None:
+                    values[name] = value
+                continue
             if name == CUSTOMER_ID:
                 values[name] = handoff.case.customer_id
                 continue
@@ -217,6 +272,15 @@ class Operator:
             bad = tuple(dict.fromkeys(str(e["loc"][0]) for e in exc.errors() if e["loc"]))
             return None, bad or tuple(skill.requires)
 
+
+def _input(source: str, handoff: Handoff) -> str | None:
+    """The value a workflow input names: ``"step.fact"`` from that upstream result, else the entity."""
+    if "." in source:
+        step_id, fact = source.split(".", 1)
+        return next((r.facts.get(fact) for r in handoff.upstream if r.step_id == step_id), None)
+    if source == CUSTOMER_ID:
+        return handoff.case.customer_id
+    return handoff.case.entities.first(source)
 
 
 def _ms(started: float) -> float:

@@ -26,6 +26,10 @@ def validate(plan: Plan, registry: Registry) -> Plan:
         missing = [d for d in step.depends_on if d not in ids]
         if missing:
             raise PlanError(f"step {step.step_id} depends on unknown steps {missing}", step=step.step_id)
+        unread = [s for s in step.inputs.values() if "." in s and s.split(".", 1)[0] not in step.depends_on]
+        unread += [c.step for c in step.conditions if c.step not in step.depends_on]
+        if unread:
+            raise PlanError(f"step {step.step_id} reads {unread} from steps it does not depend on", step=step.step_id)
     if plan.mode in ("single", "parallel", "sequential") and not plan.steps:
         raise PlanError(f"a {plan.mode} plan needs at least one step")
     if plan.mode == "single" and len(plan.steps) != 1:

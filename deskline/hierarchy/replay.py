@@ -19,6 +19,9 @@ from deskline.eventlog.events import (
     ActionRequested,
     AgentCompleted,
     AgentFailed,
+    CompensationCompleted,
+    CompensationFailed,
+    CompensationRequested,
     Event,
     HandoffSent,
     ModelCalled,
@@ -28,6 +31,7 @@ from deskline.eventlog.events import (
 from deskline.eventlog.projections import fold
 from deskline.handoffs.payload import AgentResult, Handoff
 from deskline.handoffs.plan import Plan, PlanStep
+from deskline.hierarchy.compensation import Undo
 from deskline.hierarchy.desk import SupportDesk
 from deskline.hierarchy.operation import Operator
 from deskline.routing.cache import RouteCache
@@ -59,7 +63,7 @@ class TurnReplay:
 
 
 class RecordedOperator(Operator):
-    """An operator whose steps return what the log says they returned."""
+    """An operator whose steps (and compensations) return what the log says they returned."""
 
     def __init__(self, base: Operator, recorded: list[Event]) -> None:
         super().__init__(base.registry, base.backend, base.timeout_s, base.retries, base.entities, base.policies)
@@ -73,6 +77,23 @@ class RecordedOperator(Operator):
             if isinstance(e, AgentCompleted | ActionRequested | ActionCompleted | AgentFailed) and step_id:
                 buckets = self._by_step.setdefault(step_id, [[]])
                 buckets[-1].append(e)
+        self._undone: dict[str, list[Event]] = {}
+        for e in recorded:
+            if isinstance(e, CompensationRequested | CompensationCompleted | CompensationFailed):
+                self._undone.setdefault(e.idempotency_key, []).append(e)
+
+    async def undo(self, undo: Undo, cause: str) -> list[Event]:
+        found = self._undone.pop(undo.key, None)
+        if found is not None:
+            return found
+        return [CompensationRequested(step_id=undo.run.step.step_id, action=undo.run.step.skill,
+                                      compensation=undo.name, of_key=undo.of_key, idempotency_key=undo.key,
+                                      reason=cause),
+                CompensationFailed(step_id=undo.run.step.step_id, action=undo.run.step.skill, compensation=undo.name,
+                                   idempotency_key=undo.key, error="no recorded compensation")]
+
+    async def undone_before(self, undo: Undo) -> bool:
+        return undo.key in self._undone
 
     async def _step(self, step: PlanStep, handoff: Handoff,
                     done: dict[str, AgentResult]) -> tuple[AgentResult, list[Event]]:

@@ -3,8 +3,8 @@
 The routing cascade, each stage recording its verdict and why the turn moved on:
 
     rules (strategy says escalate) -> resume (a pending plan gets its missing entity)
-    -> route cache -> local classifier -> [LLM planner, when a model is configured]
-    -> clarifying question
+    -> route cache -> local classifier (or a declared workflow that claims the message)
+    -> [LLM planner, when a model is configured] -> clarifying question
 
 The local path also splits a message that names two independent problems into a parallel plan,
 and a conditional one ("if my order shipped, send me the tracking link") into a sequential plan.
@@ -25,6 +25,7 @@ from deskline.handoffs.plan import Plan, PlanStep, StageVerdict
 from deskline.hierarchy.dialogue import asks_only
 from deskline.hierarchy.plan import validate
 from deskline.hierarchy.strategy import Strategy
+from deskline.hierarchy.workflows import claim_plan
 from deskline.observe.tracing import span
 from deskline.routing.cache import RouteCache
 from deskline.routing.classifier import Prediction, normalise
@@ -116,6 +117,10 @@ class Tactician:
             cls_span.set_attribute("deskline.department", p.department)
             cls_span.set_attribute("deskline.confidence", p.confidence)
             cls_span.set_attribute("deskline.abstain", p.abstain)
+        workflow = claim_plan(self.desk, text, p, verdicts, self.classifier.threshold)
+        if workflow is not None:  # a declared procedure claims the message: one plan, no model call
+            self.cache.put(key, workflow)
+            return workflow, Entities()
         if not p.abstain and p.department == OTHER:
             hinted = self._entity_hint(named, text, p, verdicts)
             if hinted is not None:
@@ -171,9 +176,31 @@ class Tactician:
             verdicts.append(StageVerdict(stage="llm", reason=f"no usable plan: {errors}"))
             return None
         plan, found = outcome.value
+        plan, reason = self._unasked_actions(plan, text, p, found)
         verdicts.append(StageVerdict(stage="llm", department=plan.department, intent=plan.intent,
-                                     confidence=plan.confidence, accepted=True, reason=plan.reason))
+                                     confidence=plan.confidence, accepted=True, reason=reason or plan.reason))
         return plan.model_copy(update={"verdicts": tuple(verdicts)}), found
+
+    def _unasked_actions(self, plan: Plan, text: str, p: Prediction, found: Entities) -> tuple[Plan, str]:
+        """The model proposes, the desk disposes: an action the model planned runs only when the
+        customer's words ask for it (the local classifier's intent or the skill's keywords, and not
+        a mere question); otherwise the step becomes its agent's lookup, and the reply can offer it."""
+        if plan.workflow:
+            return plan, ""
+        steps, dropped = [], []
+        for step in plan.steps:
+            skill = self.registry[step.skill]
+            asked = self.registry.choose(skill.agent, p.intent, text) is skill and not asks_only(text)
+            if skill.action and not asked:
+                lookup = self._lookup_for(skill.agent, text, found.merged(self.desk.extractor(text)))
+                steps.append(step.model_copy(update={"skill": lookup.name}))
+                dropped.append(skill.name)
+            else:
+                steps.append(step)
+        if not dropped:
+            return plan, ""
+        reason = f"the model planned {', '.join(dropped)}, which the customer did not ask for: looked up instead"
+        return validate(plan.model_copy(update={"steps": tuple(steps), "reason": reason}), self.registry), reason
 
     def _route(self, text: str, department: Department, intent: str, confidence: float,
                stage: str, verdicts: list[StageVerdict], named: Entities | None = None) -> Plan:

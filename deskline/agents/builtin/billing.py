@@ -20,6 +20,8 @@ from deskline.handoffs.payload import Frozen
 INVOICE_NOT_FOUND = (
     "I couldn't find invoice {invoice_id} on your account. Could you check the invoice number?"
 )
+# A refund has no compensation: charging the customer again is not an undo.
+NOT_UNDONE = "a refund is not undone by charging the customer again"
 CHARGE_NOT_FOUND = (
     "I couldn't find charge {charge_id} on your account. Could you check the charge reference?"
 )
@@ -248,6 +250,7 @@ SKILLS: tuple[Skill, ...] = (
         ),
         keywords=("twice", "double", "duplicate", "two charges"),
         action=True,
+        irreversible=NOT_UNDONE,
         verification_s=SENSITIVE_S,
         templates=DUPLICATE_TEMPLATES,
         facts=('invoice_id', 'amount', 'issued', 'due', 'invoice_status', 'charge_id', 'charged_on', 'original_charge_id', 'duplicate_charge_id', 'refund_id', 'refunded_on', 'expected_by'),
@@ -262,6 +265,7 @@ SKILLS: tuple[Skill, ...] = (
         intents=frozenset({"request_refund", "refund_charge"}),
         keywords=("refund",),
         action=True,
+        irreversible=NOT_UNDONE,
         verification_s=SENSITIVE_S,
         templates=REFUND_TEMPLATES,
         facts=('charge_id', 'invoice_id', 'amount', 'refund_id', 'refunded_on', 'expected_by'),

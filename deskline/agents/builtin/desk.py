@@ -15,6 +15,7 @@ from deskline.definition import Agent, Desk, EscalationRule, Policies, RecordsCo
 from deskline.handoffs.entities import email_entity, id_entity, money_entity, pattern_entity
 
 ROUTER = Path(__file__).with_name("router") / "triage.bin"
+WORKFLOWS = Path(__file__).with_name("workflows.yaml")
 TRAINING_DATA = tuple(Path(__file__).with_name("router") / "data" / name
                       for name in ("banking77_train.csv", "clinc150_train.csv", "desk_examples.csv"))
 
@@ -80,4 +81,5 @@ desk = Desk(
     texts=TEXTS,
     default_customer=DEMO_CUSTOMER_ID,
     training_data=TRAINING_DATA,
+    workflows=(WORKFLOWS,),
 )

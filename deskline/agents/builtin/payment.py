@@ -131,6 +131,18 @@ async def retry_payment(call: SkillCall) -> AgentResult:
     return call.result(template="retried", action_key=call.key, facts=done)
 
 
+async def cancel_retry(call: SkillCall) -> AgentResult:
+    """The compensation of ``retry_payment`` when its plan fails later: cancel the scheduled
+    retry, so the payment is failed again (under the key ``<retry's key>:undo``, so once)."""
+    params = call.params_as(PaymentParams)
+    done = call.act(
+        "cancel_payment_retry",
+        None,
+        lambda key: call.backend.cancel_payment_retry(key, call.customer_id, params.payment_id),
+    )
+    return call.result(template="retry_cancelled", action_key=call.key, facts=done)
+
+
 # -- payment.list_payments ----------------------------------------------------------------------
 
 LIST_TEMPLATES = {
@@ -168,6 +180,7 @@ SKILLS: tuple[Skill, ...] = (
         intents=frozenset({"payment_retry", "retry_payment"}),
         keywords=("retry", "try again", "resend", "resubmit"),
         action=True,
+        compensate=cancel_retry,
         verification_s=SENSITIVE_S,
         templates=RETRY_TEMPLATES,
         facts=('payment_id', 'payee', 'amount', 'status', 'created', 'failure_reason', 'estimated_arrival', 'retried_on'),

@@ -93,6 +93,20 @@ async def unlock_account(call: SkillCall) -> AgentResult:
     return call.result(template="unlocked", action_key=call.key, facts=facts)
 
 
+async def relock_account(call: SkillCall) -> AgentResult:
+    """The compensation of ``unlock_account`` when its plan fails later: lock the account again
+    (under the key ``<unlock's key>:undo``, so once)."""
+    customer = call.backend.customer(call.customer_id)
+    if customer is None:
+        return _no_account(call)
+    if customer.status == "locked" and call.recorded("relock_account") is None:
+        return call.result(template="already_locked", facts=_account_facts(customer))  # nothing to undo
+    facts = call.act(
+        "relock_account", None, lambda key: call.backend.relock_account(key, customer.id)
+    )
+    return call.result(template="relocked", action_key=call.key, facts=facts)
+
+
 # -- tech.check_account -------------------------------------------------------------------------
 
 ACCOUNT_TEMPLATES = {
@@ -202,6 +216,7 @@ SKILLS: tuple[Skill, ...] = (
         intents=frozenset({"passcode_forgotten", "password_reset", "forgot_password"}),
         keywords=("password", "passcode", "reset link", "forgot"),
         action=True,
+        irreversible="a reset link that was sent cannot be unsent",
         verification_s=SENSITIVE_S,
         templates=RESET_TEMPLATES,
         facts=('masked_email', 'link_expires'),
@@ -215,6 +230,7 @@ SKILLS: tuple[Skill, ...] = (
         intents=frozenset({"account_blocked", "account_locked", "unlock_account"}),
         keywords=("unlock", "locked out", "locked", "blocked"),
         action=True,
+        compensate=relock_account,
         verification_s=SENSITIVE_S,
         templates=UNLOCK_TEMPLATES,
         facts=('account_status', 'last_login', 'unlocked_at'),

@@ -143,6 +143,26 @@ class MemoryBackend:
 
         return self._perform(key, "retry_payment", customer_id, payment_id, apply)
 
+    def relock_account(self, key: str, customer_id: str) -> Facts:
+        def apply() -> Facts:
+            customer = self._owned_customer("relock_account", customer_id)
+            locked, facts = rules.relock(customer, self._clock())
+            self._customers[locked.id] = locked
+            return facts
+
+        return self._perform(key, "relock_account", customer_id, customer_id, apply)
+
+    def cancel_payment_retry(self, key: str, customer_id: str, payment_id: str) -> Facts:
+        def apply() -> Facts:
+            payment = self.payment(customer_id, payment_id)
+            if payment is None:
+                raise _missing("cancel_payment_retry", payment_id)
+            back, facts = rules.cancel_retry(payment, self._clock())
+            self._payments[back.id] = back
+            return facts
+
+        return self._perform(key, "cancel_payment_retry", customer_id, payment_id, apply)
+
     def _owned_customer(self, action: ActionName, customer_id: str) -> Customer:
         customer = self._customers.get(customer_id)
         if customer is None:

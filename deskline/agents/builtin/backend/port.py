@@ -127,3 +127,17 @@ class Backend(Protocol):
         """Resubmit a failed payment. Facts: payment_id, payee, amount, status,
         estimated_arrival, retried_on."""
         ...
+
+    # -- compensations: the actions that undo an action when its plan fails -----------------
+    # (a refund has none: charging the customer again is not an undo; a sent reset link cannot
+    # be unsent.)
+
+    def relock_account(self, key: str, customer_id: str) -> Facts:
+        """Lock again an account that ``unlock_account`` unlocked (rejected unless it is active).
+        Facts: account_status, relocked_at."""
+        ...
+
+    def cancel_payment_retry(self, key: str, customer_id: str, payment_id: str) -> Facts:
+        """Cancel a scheduled retry of a payment: it is failed again (rejected unless it is pending
+        after a retry). Facts: payment_id, status, retry_cancelled_on."""
+        ...

@@ -22,7 +22,14 @@ ChargeStatus = Literal["captured", "refunded"]
 PaymentStatus = Literal["pending", "completed", "failed"]
 Component = Literal["login", "app", "payments"]
 IncidentStatus = Literal["ongoing", "resolved"]
-ActionName = Literal["refund_charge", "send_password_reset", "unlock_account", "retry_payment"]
+ActionName = Literal[
+    "refund_charge",
+    "send_password_reset",
+    "unlock_account",
+    "retry_payment",
+    "relock_account",  # undoes unlock_account
+    "cancel_payment_retry",  # undoes retry_payment
+]
 
 Facts = Mapping[str, str]
 Clock = Callable[[], datetime]

@@ -109,6 +109,35 @@ def retry(payment: Payment, now: datetime) -> tuple[Payment, Facts]:
     }
 
 
+def relock(customer: Customer, now: datetime) -> tuple[Customer, Facts]:
+    """Undo an unlock: the account is locked again (its failed sign-ins stay cleared)."""
+    if customer.status != "active":
+        raise ActionRejected(
+            f"account {customer.id} is {customer.status}", action="relock_account", target=customer.id
+        )
+    locked = replace(customer, status="locked")
+    return locked, {"account_status": locked.status, "relocked_at": show_time(now)}
+
+
+RETRY_CANCELLED = "its retry was cancelled"
+
+
+def cancel_retry(payment: Payment, now: datetime) -> tuple[Payment, Facts]:
+    """Undo a retry that has not gone through yet: the payment is failed again."""
+    if payment.status != "pending" or payment.retries == 0:
+        raise ActionRejected(
+            f"payment {payment.id} is {payment.status} with no retry to cancel",
+            action="cancel_payment_retry",
+            target=payment.id,
+        )
+    back = replace(payment, status="failed", estimated_arrival=None, failure_reason=RETRY_CANCELLED)
+    return back, {
+        "payment_id": back.id,
+        "status": back.status,
+        "retry_cancelled_on": show_date(as_utc(now).date()),
+    }
+
+
 def replay(
     key: str, entry: LedgerEntry, action: ActionName, customer_id: str, target: str
 ) -> Facts:

@@ -234,6 +234,25 @@ class SqlBackend:
 
         return self._perform(key, "retry_payment", customer_id, payment_id, change)
 
+    def relock_account(self, key: str, customer_id: str) -> Facts:
+        def change(s: Session, now: datetime) -> Facts:
+            locked, facts = rules.relock(_locked_customer(s, "relock_account", customer_id), now)
+            s.merge(customer_row(locked))
+            return facts
+
+        return self._perform(key, "relock_account", customer_id, customer_id, change)
+
+    def cancel_payment_retry(self, key: str, customer_id: str, payment_id: str) -> Facts:
+        def change(s: Session, now: datetime) -> Facts:
+            row = s.get(PaymentRow, payment_id, with_for_update=True)
+            if row is None or row.customer_id != customer_id:
+                raise _missing("cancel_payment_retry", payment_id)
+            back, facts = rules.cancel_retry(payment_record(row), now)
+            s.merge(payment_row(back))
+            return facts
+
+        return self._perform(key, "cancel_payment_retry", customer_id, payment_id, change)
+
     # -- plumbing ---------------------------------------------------------------------------
 
     def _perform(
