@@ -26,7 +26,8 @@ from deskline.definition import (
 )
 from deskline.errors import DesklineError, SkillError
 from deskline.handoffs.entities import EntityType, email_entity, id_entity, money_entity, pattern_entity
-from deskline.hierarchy.desk import SupportDesk, TurnResult
+from deskline.hierarchy.desk import SupportDesk
+from deskline.hierarchy.turn import TurnResult
 from deskline.runtime import memory_desk, open_desk
 
 __version__ = "0.1.0"

@@ -32,7 +32,7 @@ from deskline.api.schemas import (
 from deskline.api.streams import events_response, load_page
 from deskline.errors import UnknownConversation
 from deskline.eventlog.events import Recorded
-from deskline.hierarchy.desk import clean_text
+from deskline.hierarchy.turn import clean_text
 
 router = APIRouter(prefix="/v1", tags=["console"])
 

@@ -36,7 +36,7 @@ from deskline.api.schemas import (
 )
 from deskline.api.streams import SSE_MEDIA_TYPE, events_response
 from deskline.eventlog.events import ConversationOpened, CustomerVerified
-from deskline.hierarchy.desk import TurnResult, clean_text, new_conversation_id
+from deskline.hierarchy.turn import TurnResult, clean_text, new_conversation_id
 from deskline.logs import mask
 
 log = structlog.get_logger("deskline.api")

@@ -23,8 +23,7 @@ import random
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from decimal import Decimal
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -34,10 +33,7 @@ from deskline.definition import Desk
 from deskline.errors import (
     BudgetExceeded,
     ConcurrencyConflict,
-    EmptyMessage,
-    InvalidEncoding,
     LeaseLost,
-    MessageTooLong,
     StoreError,
 )
 from deskline.eventlog.events import (
@@ -56,7 +52,7 @@ from deskline.eventlog.projections import ConversationState, TurnView, advance
 from deskline.eventlog.states import ConversationStates
 from deskline.eventlog.store import EventStore
 from deskline.handoffs import escalation
-from deskline.handoffs.payload import HUMAN, OTHER, AgentResult, Case, Department, Entities, Mode, Offer, Topic
+from deskline.handoffs.payload import HUMAN, AgentResult, Case, Entities, Offer, Topic
 from deskline.handoffs.plan import Plan
 from deskline.hierarchy import conversation
 from deskline.hierarchy import strategy as strategy_rules
@@ -64,6 +60,7 @@ from deskline.hierarchy.dialogue import Move
 from deskline.hierarchy.operation import Execution, Operator
 from deskline.hierarchy.strategy import Strategy
 from deskline.hierarchy.tactical import Tactician
+from deskline.hierarchy.turn import TurnResult, clean_text, new_conversation_id, result_of
 from deskline.hierarchy.writer import Reply, TemplateWriter
 from deskline.logs import ensure_configured
 from deskline.observe.hooks import NullObserver, Observer
@@ -73,74 +70,6 @@ from deskline.routing.models import ModelGateway, TurnBudget
 
 log = structlog.get_logger("deskline.desk")
 MAX_ATTEMPTS = 60  # one customer rarely races themself; many processes on one conversation might
-
-
-@dataclass(frozen=True, slots=True)
-class TurnResult:
-    conversation_id: str
-    turn: int
-    message_seq: int
-    reply: str | None
-    department: Department
-    mode: Mode
-    escalated: bool
-    llm_calls: int
-    events: int
-    cost_usd: Decimal = Decimal(0)
-    latency_ms: float = 0.0
-    duplicate: bool = False
-    intent: str = ""
-    confidence: float = 0.0
-    stage: str = ""
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "conversation_id": self.conversation_id,
-            "turn": self.turn,
-            "message_seq": self.message_seq,
-            "reply": self.reply,
-            "department": self.department,
-            "mode": self.mode,
-            "escalated": self.escalated,
-            "llm_calls": self.llm_calls,
-            "cost_usd": float(self.cost_usd),
-            "latency_ms": self.latency_ms,
-            "events": self.events,
-            "duplicate": self.duplicate,
-            "intent": self.intent,
-            "confidence": round(self.confidence, 4),
-            "stage": self.stage,
-        }
-
-
-def new_conversation_id() -> str:
-    return "c_" + uuid.uuid4().hex[:16]
-
-
-def clean_text(text: str | bytes, limit: int) -> str:
-    """The customer's message, or a typed error saying why it cannot be taken."""
-    from deskline.privacy import normalise_text
-
-    if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InvalidEncoding(f"the message is not valid UTF-8 (byte {exc.start})", position=exc.start) from exc
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:  # lone surrogates: undecodable bytes smuggled in as str
-        raise InvalidEncoding(f"the message is not valid UTF-8 (character {exc.start})",
-                              position=exc.start) from exc
-    if len(text) > 4 * limit:  # too long however it normalises; spare NFKC a huge input
-        raise MessageTooLong(f"the message has {len(text)} characters; the limit is {limit}",
-                             length=len(text), limit=limit)
-    text = normalise_text(text)  # full-width digits as ASCII; no bidi controls or zero-width characters
-    if not text.strip():
-        raise EmptyMessage("the message is empty")
-    if len(text) > limit:
-        raise MessageTooLong(f"the message has {len(text)} characters; the limit is {limit}",
-                             length=len(text), limit=limit)
-    return text.strip()
 
 
 class SupportDesk:
@@ -193,7 +122,7 @@ class SupportDesk:
             state = self.states.load(cid)
             seen = state.turn_for_message(client_message_id) if client_message_id else None
             if seen is not None and seen.complete:
-                return _result(state, seen, appended=0, duplicate=True)
+                return result_of(state, seen, appended=0, duplicate=True)
             if seen is None and state.open_turn() is not None:
                 await self._finish(state)  # an earlier message was accepted, never answered
                 await _backoff(attempt)
@@ -273,7 +202,7 @@ class SupportDesk:
         if target is None:
             opened = state.open_turn()
             if opened is None:
-                return _result(state, state.turns[-1], appended=accepted, duplicate=duplicate)
+                return result_of(state, state.turns[-1], appended=accepted, duplicate=duplicate)
             target = opened.turn
         deadline = time.monotonic() + self.settings.turn_wait_s
         attempt = 0
@@ -281,7 +210,7 @@ class SupportDesk:
             attempt += 1
             turn = next(t for t in state.turns if t.turn == target)
             if turn.complete:  # answered, by this desk's append or another's
-                return _result(state, turn, appended=accepted, duplicate=duplicate)
+                return result_of(state, turn, appended=accepted, duplicate=duplicate)
             if not leased and not self.store.lease(cid, turn.turn, self.holder, self.settings.turn_lease_s):
                 if not wait:
                     return None
@@ -315,7 +244,7 @@ class SupportDesk:
             self.states.record(cid, appended)
             done = advance(turn, appended)
             bound.info("turn.done", department=done.department, mode=done.mode, events=len(appended) + accepted)
-            return _result(state, done, appended=len(appended) + accepted, duplicate=duplicate)
+            return result_of(state, done, appended=len(appended) + accepted, duplicate=duplicate)
 
     async def _decide_leased(self, state: ConversationState, turn: TurnView, structured_only: bool) -> list[Event]:
         """The turn's events, decided while the lease is kept alive, timed and traced."""
@@ -607,23 +536,3 @@ def _model_events(budget: TurnBudget, role: str, start: int = 0) -> list[Event]:
                         output_tokens=a.output_tokens, cost_usd=a.cost_usd, latency_ms=a.latency_ms, ok=a.ok,
                         error=a.error)
             for a in budget.attempts[start:] if a.role == role]
-
-
-def _result(state: ConversationState, turn: TurnView, *, appended: int, duplicate: bool = False) -> TurnResult:
-    return TurnResult(
-        conversation_id=state.conversation_id,
-        turn=turn.turn,
-        message_seq=turn.message_seq,
-        reply=turn.reply,
-        department=turn.department or OTHER,
-        mode=turn.mode or "clarify",
-        escalated=turn.escalated,
-        llm_calls=turn.llm_calls,
-        events=appended,
-        duplicate=duplicate,
-        intent=turn.intent,
-        confidence=turn.confidence,
-        cost_usd=turn.cost_usd,
-        latency_ms=turn.latency_ms,
-        stage=turn.stage,
-    )

@@ -21,7 +21,8 @@ from deskline.eventlog.events import (
 )
 from deskline.eventlog.projections import ConversationState, fold, history_at
 from deskline.handoffs.plan import PlanStep
-from deskline.hierarchy.desk import SupportDesk, clean_text
+from deskline.hierarchy.desk import SupportDesk
+from deskline.hierarchy.turn import clean_text
 from deskline.hierarchy.writer import TemplateWriter
 
 MAX_ATTEMPTS = 10
