@@ -10,18 +10,23 @@ them on its poll.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
+import structlog
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import FileResponse, PlainTextResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from deskline import __version__
 from deskline.api import console, customers, problems
@@ -37,6 +42,7 @@ from deskline.api.streams import Notifier
 from deskline.api.sweeper import sweeping
 from deskline.config import Settings
 from deskline.definition import Desk
+from deskline.errors import ConfigError, StoreUnavailable
 from deskline.eventlog.database import make_engine
 from deskline.eventlog.queue import HumanQueue
 from deskline.eventlog.store import SqlEventStore
@@ -45,6 +51,7 @@ from deskline.hierarchy.humans import HumanConsole
 from deskline.observe.hooks import NullObserver
 from deskline.observe.metrics import DeskMetrics
 
+_log = structlog.get_logger("deskline.api")
 STATIC = Path(__file__).parent / "static"
 _PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -121,18 +128,45 @@ def create_app(
     _pages(app, web)
 
     @app.get("/healthz", tags=["ops"])
-    def healthz() -> dict[str, str]:
-        """Liveness: the process answers."""
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process and its event loop answer. Touches neither the database nor the
+        thread pool, so a hung database never makes an orchestrator restart a healthy process."""
         return {"status": "ok"}
+
+    ready_timeout_s = _ready_timeout()
+    redis_client: list[Any] = []
+
+    @app.get("/readyz", tags=["ops"], responses={503: {"description": "A dependency did not answer in time."}})
+    async def readyz() -> JSONResponse:
+        """Readiness: the database (and Redis, when configured) answered within
+        ``DESKLINE_READY_TIMEOUT_S``. A 503 names which check failed, never the driver's error."""
+        checks = {"database": await _check(lambda: anyio.to_thread.run_sync(_select_one, engine), ready_timeout_s)}
+        if web.redis_url:
+            if not redis_client:
+                redis_client.append(_redis(web.redis_url, ready_timeout_s))
+            checks["redis"] = await _check(redis_client[0].ping, ready_timeout_s)
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
 
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     def scrape() -> PlainTextResponse:
-        """Prometheus metrics of this process (each API process exposes its own)."""
-        svc.queue.refresh(desk.store)
-        now = clock()
-        entries = svc.queue.entries()
-        metrics.queue(len(entries), sum(1 for e in entries if e.breaching(now, web.sla_seconds)))
+        """Prometheus metrics of this process (each API process exposes its own). With the
+        database down the queue gauges keep their last values; the scrape still answers."""
+        try:
+            svc.queue.refresh(desk.store)
+            now = clock()
+            entries = svc.queue.entries()
+            metrics.queue(len(entries), sum(1 for e in entries if e.breaching(now, web.sla_seconds)))
+        except (StoreUnavailable, DBAPIError, PoolTimeout) as exc:
+            _log.warning("metrics.queue_unavailable", error=type(exc).__name__)
         return PlainTextResponse(metrics.scrape(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def _pool_timeout(_request: Any, _exc: Exception) -> JSONResponse:
+        _log.error("api.database_pool_exhausted")
+        return JSONResponse({"error": StoreUnavailable.code, "message": "the database is not available; try again "
+                             "shortly"}, status_code=503)
+
+    app.add_exception_handler(PoolTimeout, _pool_timeout)
 
     app.add_middleware(BodyLimit, max_bytes=web.max_body_bytes)
     if web.cors_origins:
@@ -147,6 +181,40 @@ def create_app(
     app.add_middleware(RequestLog)
     app.openapi = lambda: _openapi(app, settings.max_message_chars)  # type: ignore[method-assign]
     return app
+
+
+def _ready_timeout() -> float:
+    import os
+
+    raw = os.environ.get("DESKLINE_READY_TIMEOUT_S", "").strip()
+    try:
+        return float(raw) if raw else 2.0
+    except ValueError as exc:
+        raise ConfigError(f"DESKLINE_READY_TIMEOUT_S must be a number, not {raw!r}") from exc
+
+
+def _select_one(engine: Engine) -> None:
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+def _redis(url: str, timeout_s: float) -> Any:
+    import redis.asyncio
+
+    return redis.asyncio.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+
+
+async def _check(probe: Callable[[], Awaitable[Any]], timeout_s: float) -> str:
+    """``ok``, ``timeout`` or ``error``: the kind of failure, never its text (hosts, ports)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await probe()
+    except TimeoutError:
+        return "timeout"
+    except Exception as exc:  # any failure of the dependency is "not ready"
+        _log.warning("readyz.failed", error=type(exc).__name__)
+        return "error"
+    return "ok"
 
 
 def create_app_from_env() -> FastAPI:

@@ -26,11 +26,11 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, delete, insert, select
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel
 
 from deskline.api.schemas import control_character
-from deskline.errors import InputError, StoreUnavailable
+from deskline.errors import InputError
 
 CUSTOMER_PREFIX = "dkc_"
 AGENT_PREFIX = "dka_"
@@ -114,13 +114,9 @@ class AuthStore:
         self._verified: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
         self.slow_checks = 0  # scrypt runs of agent_for: one per uncached key, known id or not
-        for attempt in (1, 2):  # another process may create the tables between check and create
-            try:
-                SQLModel.metadata.create_all(engine, tables=[TOKENS, AGENTS])
-                break
-            except DBAPIError as exc:
-                if attempt == 2:
-                    raise StoreUnavailable(f"cannot create the auth tables: {exc.orig}") from exc
+        from deskline.eventlog.schema import prepare
+
+        prepare(engine)  # the tables are migrated with the rest (deskline/migrations)
 
     # customers ---------------------------------------------------------------------------
     def issue_token(self, conversation_id: str) -> str:

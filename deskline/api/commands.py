@@ -55,6 +55,7 @@ def serve(
 
     import uvicorn
 
+    from deskline.api.server_limits import ServerLimits
     from deskline.api.settings import WebSettings
     from deskline.errors import DesklineError
     from deskline.runtime import open_desk
@@ -67,9 +68,10 @@ def serve(
         # As with uvicorn: a desk module in the current directory imports in the workers too.
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))
     try:
-        settings, web = _settings(), WebSettings.from_env()
-        # Create the tables and seed the demo data once, here, before workers race to; and fail
-        # with a sentence (not a worker's traceback) when the database cannot be reached.
+        settings, web, limits = _settings(), WebSettings.from_env(), ServerLimits.from_env()
+        # Create a brand-new database and seed the demo data once, here, before workers race to;
+        # refuse a schema older than the code (SchemaOutOfDate names `deskline db upgrade`); and
+        # fail with a sentence (not a worker's traceback) when the database cannot be reached.
         support = open_desk(settings)
         _auth()
         # Messages accepted before a crash and never answered are answered now, exactly once.
@@ -80,6 +82,13 @@ def serve(
         typer.secho(f"recovered {len(recovered)} unanswered message(s) from before the last stop", err=True)
     host, port = host or web.host, port or web.port
     typer.secho(f"deskline on http://{host}:{port}  chat: /  console: /console  API docs: /docs", err=True)
+    # uvicorn handles SIGTERM/SIGINT (graceful shutdown), then restores the handlers it found and
+    # raises the signal again; these no-op handlers make that a clean exit 0 once the requests in
+    # flight are done, which is what a process manager expects from a stop it asked for.
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     uvicorn.run(
         "deskline.api.app:create_app_from_env",
         factory=True,
@@ -87,7 +96,10 @@ def serve(
         port=port,
         workers=workers,
         log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=5,
+        # On SIGTERM uvicorn stops accepting, closes idle connections and lets requests in flight
+        # (turns, streams) finish for up to DESKLINE_GRACEFUL_SHUTDOWN_S; requests are read under a
+        # deadline and a concurrency limit (deskline.api.server_limits).
+        **limits.uvicorn_options(),
         server_header=False,
         # Whose X-Forwarded-For to believe is the app's decision (DESKLINE_TRUSTED_PROXIES), not
         # uvicorn's: its default believes any local peer, so a local client could pick its own address.
@@ -96,6 +108,7 @@ def serve(
         # uvicorn's access line would print the raw path and query, unmasked.
         access_log=False,
     )
+    typer.secho("deskline stopped", err=True)
 
 
 @agents.command("add")

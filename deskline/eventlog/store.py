@@ -22,13 +22,17 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+import structlog
 from pydantic import ValidationError
 from sqlalchemy import Connection, Engine, Index, UniqueConstraint, delete, func, select
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Field, SQLModel
 
 from deskline.errors import ConcurrencyConflict, CorruptEvent, LeaseLost, StoreUnavailable
 from deskline.eventlog.events import EVENT_ADAPTER, TURN_ENDS, CustomerMessaged, Event, Recorded
+
+log = structlog.get_logger("deskline.store")
 
 
 class EventStore(Protocol):
@@ -105,6 +109,17 @@ def create_tables(engine: Engine, tables: list[Any]) -> None:
             time.sleep(0.05 * (attempt + 1))
 
 
+def _failed(exc: BaseException) -> StoreUnavailable:
+    """A database failure as ``StoreUnavailable`` with a generic message: the driver's text names
+    hosts and ports, so it goes to the log only, never into a response or a metric."""
+    orig = getattr(exc, "orig", None) or exc
+    if isinstance(exc, PoolTimeout):
+        log.error("db.pool_exhausted", error=str(exc)[:200])
+        return StoreUnavailable("every database connection is busy; try again shortly")
+    log.error("db.failed", error=type(orig).__name__, detail=str(orig)[:300])
+    return StoreUnavailable("cannot reach the database (the driver's error is in the log)")
+
+
 def _records(conversation_id: str, expected_seq: int, turn: int, events: Sequence[Event], now: float) -> list[Recorded]:
     """The events as stored (every event is already a validated, frozen model)."""
     return [Recorded(conversation_id, expected_seq + i, turn, e, now) for i, e in enumerate(events, start=1)]
@@ -166,14 +181,11 @@ class SqlEventStore:
             "lease": "UPDATE open_turns SET holder = ?, lease_until = ? WHERE conversation_id = ? AND turn = ? "
                      "AND (holder IS NULL OR holder = ? OR lease_until < ?)",
         }.items()}
-        try:
-            create_tables(engine, TABLES)
-        except OperationalError as exc:
-            raise StoreUnavailable(
-                f"cannot reach the database at {engine.url.render_as_string(hide_password=True)}: "
-                f"{exc.orig}",
-                url=engine.url.render_as_string(hide_password=True),
-            ) from exc
+        from deskline.eventlog.schema import prepare
+
+        # A brand-new database gets every table at the newest revision; any other revision
+        # raises SchemaOutOfDate, naming `deskline db upgrade`.
+        prepare(engine)
 
     def load(self, conversation_id: str, after: int = 0) -> list[Recorded]:
         with self._raw() as conn:
@@ -222,7 +234,7 @@ class SqlEventStore:
                                           conversation_id=conversation_id, expected_seq=expected_seq) from exc
             except self._dbapi.OperationalError as exc:
                 conn.rollback()
-                raise StoreUnavailable(f"the event store failed: {exc}") from exc
+                raise _failed(exc) from exc
             except BaseException:
                 conn.rollback()
                 raise
@@ -245,7 +257,7 @@ class SqlEventStore:
                 conn.commit()
             except self._dbapi.OperationalError as exc:
                 conn.rollback()
-                raise StoreUnavailable(f"the event store failed: {exc}") from exc
+                raise _failed(exc) from exc
         return taken
 
     @contextmanager
@@ -254,8 +266,8 @@ class SqlEventStore:
         costs more per call than SQLite takes to run the statement."""
         try:
             conn = self.engine.raw_connection()
-        except OperationalError as exc:
-            raise StoreUnavailable(f"cannot reach the database: {exc.orig}") from exc
+        except (OperationalError, PoolTimeout) as exc:
+            raise _failed(exc) from exc
         try:
             yield conn
         finally:
@@ -316,8 +328,8 @@ class SqlEventStore:
     def _connect(self) -> Connection:
         try:
             return self.engine.connect()
-        except OperationalError as exc:
-            raise StoreUnavailable(f"cannot reach the database: {exc.orig}") from exc
+        except (OperationalError, PoolTimeout) as exc:
+            raise _failed(exc) from exc
 
 
 class MemoryEventStore:

@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, ProgrammingError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, col, select
 
@@ -38,7 +38,6 @@ from deskline.agents.builtin.backend.records import (
 )
 from deskline.agents.builtin.backend.seed import DEMO_SEED, Seed, demo_clock
 from deskline.agents.builtin.backend.tables import (
-    SOR_METADATA,
     ChargeRow,
     CustomerRow,
     IncidentRow,
@@ -90,13 +89,12 @@ class SqlBackend:
         return self._engine
 
     def create_tables(self) -> None:
-        """Create the ``sor_`` tables that do not exist yet (and nothing else)."""
+        """A brand-new database gets every deskline table (the ``sor_`` ones included) at the newest
+        revision; any other database must already be there (``deskline db upgrade``)."""
+        from deskline.eventlog.schema import prepare
+
         with self._guard():
-            try:
-                SOR_METADATA.create_all(self._engine)
-            except (IntegrityError, ProgrammingError, OperationalError):
-                # Another process created them between our check and our CREATE.
-                SOR_METADATA.create_all(self._engine)
+            prepare(self._engine)
 
     def seed(self, seed: Seed = DEMO_SEED) -> None:
         """Insert the seed records that are missing; rows already present are left as they are."""
