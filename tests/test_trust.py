@@ -244,3 +244,21 @@ def test_handoffs_refer_to_the_history_window_instead_of_copying_it() -> None:
     last = [r.event for r in records if isinstance(r.event, HandoffSent)][-1]
     window = history_at(records, last.history_seqs)
     assert len(window) == 10 and window[-1].role == "customer" and window[-1].text.endswith("#39")
+
+
+def test_customer_token_command_signs_what_the_desk_accepts(monkeypatch: pytest.MonkeyPatch, make_live: MakeLive) -> None:
+    """`deskline customer-token C-1001` prints a token the desk (same settings) opens a conversation with."""
+    from typer.testing import CliRunner
+
+    from deskline.cli import app
+
+    for name, value in JWT.items():
+        monkeypatch.setenv(f"DESKLINE_{name.upper()}", value)
+    printed = CliRunner().invoke(app, ["customer-token", "C-1001"])
+    assert printed.exit_code == 0, printed.output
+    live = make_live()
+    r = live.http.post("/v1/conversations", json={"customer_token": printed.output.strip()})
+    assert r.status_code == 201 and r.json()["anonymous"] is False
+    monkeypatch.delenv("DESKLINE_JWT_SECRET")
+    refused = CliRunner().invoke(app, ["customer-token", "C-1001"])
+    assert refused.exit_code == 1 and "DESKLINE_JWT_SECRET" in refused.output

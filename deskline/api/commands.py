@@ -160,6 +160,26 @@ def agents_remove(name: Annotated[str, typer.Argument(help="The agent to remove.
     typer.echo(f"removed {name}")
 
 
+def customer_token(
+    customer: Annotated[str, typer.Argument(help="The customer id the token names (its `sub`).")],
+    ttl: Annotated[int, typer.Option("--ttl", min=1, help="Seconds the token lives.")] = 300,
+) -> None:
+    """Print a customer token signed with DESKLINE_JWT_SECRET, as the host site would sign one (for
+    trying the chat page as a signed-in customer: open /#customer_token=TOKEN)."""
+    from deskline.api.identity import mint_token
+    from deskline.api.settings import WebSettings
+    from deskline.errors import DesklineError
+
+    try:
+        web = WebSettings.from_env()
+    except DesklineError as exc:
+        _fail(exc.message)
+    if not web.jwt_secret or not web.jwt_issuer or not web.jwt_audience:
+        _fail("set DESKLINE_JWT_SECRET (32+ bytes), DESKLINE_JWT_ISSUER and DESKLINE_JWT_AUDIENCE first")
+    typer.echo(mint_token(customer, web.jwt_secret, web.jwt_issuer, web.jwt_audience, ttl))
+
+
 def register(app: typer.Typer) -> None:
     app.command()(serve)
+    app.command("customer-token")(customer_token)
     app.add_typer(agents, name="agents")
