@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import string
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from deskline.agents.remote import remote_only
@@ -111,9 +111,9 @@ def _compensations(desk: Desk) -> Iterable[str]:
 
 
 def _remotes(desk: Desk) -> Iterable[str]:
-    remote = {a.name for a in desk.agents if a.remote is not None}
+    remotes = {a.name for a in desk.agents if a.remote is not None}
     for skill in desk.skills:
-        if skill.run is remote_only and skill.agent not in remote:
+        if skill.run is remote_only and skill.agent not in remotes:
             yield f"skill {skill.name!r} runs only on a remote agent, but agent {skill.agent!r} is not remote"
     for agent in desk.agents:
         remote = agent.remote
@@ -155,10 +155,10 @@ def _fields(template: str) -> set[str] | None:
         return None
 
 
-def _templates(skill: str, templates: dict[str, str] | object, facts: tuple[str, ...],
+def _templates(skill: str, templates: Mapping[str, str], facts: tuple[str, ...],
                entities: set[str]) -> Iterable[str]:
     known = set(facts)
-    for name, text in dict(templates).items():  # type: ignore[call-overload]
+    for name, text in templates.items():
         used = _fields(text)
         if used is None:
             yield f"skill {skill!r}: template {name!r} is not a valid format string"

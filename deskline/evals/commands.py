@@ -332,12 +332,12 @@ def replay_command(
     turns = 0
     try:
         store = _log_store(database or settings.database_url)
-        desk = memory_desk(settings)  # the new configuration; the log is only read
+        support = memory_desk(settings)  # the new configuration; the log is only read
         ids = store.conversation_ids()[:limit]
         for cid in ids:
             records = store.load(cid)
             texts = {t.turn: t.text if raw else mask(t.text) for t in fold(cid, records).turns}
-            for t in asyncio.run(replay(desk, cid, records)):
+            for t in asyncio.run(replay(support, cid, records)):
                 turns += 1
                 if not t.same:
                     changed.append({"conversation_id": cid, "turn": t.turn, "text": texts.get(t.turn),

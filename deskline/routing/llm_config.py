@@ -42,6 +42,10 @@ def _roles() -> dict[Role, str]:
     return {"planner": "planner", "writer": "writer", "specialist": "specialist"}
 
 
+def _role_timeouts() -> dict[Role, float]:
+    return {"planner": 4.0, "writer": 4.0, "verifier": 3.0, "specialist": 4.0}
+
+
 def _max_tokens() -> dict[Role, int]:
     return {"planner": 400, "writer": 300, "specialist": 400, "verifier": 100}
 
@@ -58,8 +62,7 @@ class DesklineModels(BaseModel):
     max_tokens: dict[Role, int] = Field(default_factory=lambda: _max_tokens())
     tool_choice: dict[Role, ToolChoice] = Field(default_factory=dict)  # a role not named: "auto"
     turn_deadline_s: float = Field(default=8.0, gt=0)  # all model calls of one turn, fallbacks included
-    role_timeout_s: dict[Role, float] = Field(default_factory=lambda: {"planner": 4.0, "writer": 4.0,
-                                                                       "verifier": 3.0, "specialist": 4.0})
+    role_timeout_s: dict[Role, float] = Field(default_factory=lambda: _role_timeouts())
 
 
 class ModelsFile(BaseModel):
