@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import structlog
 from pydantic import ValidationError
 from sqlalchemy import Connection, Engine, Index, UniqueConstraint, delete, func, select
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Field, SQLModel
 
@@ -95,18 +95,6 @@ class OpenTurnRow(SQLModel, table=True):
 EVENTS = EventRow.__table__  # type: ignore[attr-defined]
 OPEN_TURNS = OpenTurnRow.__table__  # type: ignore[attr-defined]
 TABLES = [EVENTS, OPEN_TURNS]
-
-
-def create_tables(engine: Engine, tables: list[Any]) -> None:
-    """Create what is missing; tolerate another process creating the same tables at the same time."""
-    for attempt in range(3):
-        try:
-            SQLModel.metadata.create_all(engine, tables=tables)
-            return
-        except (OperationalError, ProgrammingError, IntegrityError) as exc:
-            if ("already exists" not in str(exc) and "duplicate" not in str(exc).lower()) or attempt == 2:
-                raise
-            time.sleep(0.05 * (attempt + 1))
 
 
 def _failed(exc: BaseException) -> StoreUnavailable:
