@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from deskline.agents.builtin.desk import ROUTER
-
 from deskline.agents.builtin.router.build import DEPARTMENTS
 from deskline.routing import Classifier, Prediction, load_classifier, normalise
 
@@ -219,3 +218,51 @@ def test_word_cache_does_not_change_predictions(classifier: Classifier) -> None:
     cold = classifier.probabilities(text)
     warm = classifier.probabilities(text)
     assert cold[0] == warm[0] and (cold[1] == warm[1]).all()
+
+
+@pytest.mark.parametrize(
+    ("text", "department"),
+    [
+        ("no me deja entrar a la aplicación, olvidé la contraseña", "tech"),
+        ("me robaron la tarjeta en el metro", "human"),
+        ("quiero hablar con una persona de verdad", "human"),
+        ("mi transferencia a mi hermano todavía no llega", "payment"),
+        ("por qué me cobraron una comisión extra", "billing"),
+        ("olvide mi contrasena y la app no me deja entrar", "tech"),
+        ("呃 我密码忘了 app登不进去", "tech"),
+        ("我的银行卡被人偷了 快帮我冻结", "human"),
+        ("转账转了两天了对方还没收到", "payment"),
+        ("为什么多收了我一笔手续费", "billing"),
+        ("給我轉人工客服", "human"),
+    ],
+)
+def test_unseen_spanish_and_chinese_route(classifier: Classifier, text: str, department: str) -> None:
+    """Spanish and Chinese messages written for this test (in no data file) reach their department."""
+    assert classifier.predict(text).department == department
+
+
+@pytest.mark.parametrize(
+    "text", ["龘靐齉爩", "天地玄黄宇宙洪荒", "蓝色的香蕉在唱歌跳舞", "我想学弹钢琴", "明天去爬山带什么吃的"]
+)
+def test_chinese_gibberish_and_off_topic_is_not_routed_to_a_department(classifier: Classifier, text: str) -> None:
+    """Chinese nonsense or chit-chat either abstains or goes to ``other``: never confidently to a department."""
+    prediction = classifier.predict(text)
+    assert prediction.abstain or prediction.department == "other"
+
+
+def test_full_width_digits_and_letters_normalise() -> None:
+    """Full-width digits and letters (common in Chinese input) become ASCII, so they share features."""
+    assert normalise("帮我转２００块给ＡＢＣ，谢谢！") == "帮我转200块给abc,谢谢"
+
+
+@pytest.mark.parametrize(("train", "holdout"), [("multi3nlu_es_train.csv", "es_holdout.csv"),
+                                               ("zh_examples.csv", "zh_holdout.csv")])
+def test_language_holdouts_are_disjoint_from_training(train: str, holdout: str) -> None:
+    """The Spanish and Chinese hold-out splits share no text with the training files and keep a lang column."""
+    with (DATA / holdout).open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    with (DATA / train).open(encoding="utf-8", newline="") as handle:
+        trained = {row["text"] for row in csv.DictReader(handle)}
+    assert len(rows) > 100
+    assert {row["lang"] for row in rows} in ({"es"}, {"zh"})
+    assert not {row["text"] for row in rows} & trained

@@ -383,3 +383,117 @@ def test_classifier_validates_header_departments(router_path: Path, departments:
     header, arrays = read_artifact(router_path)
     with pytest.raises(ValueError, match=message):
         build_model({**header, "departments": departments}, arrays)
+
+
+# A tiny two-language desk: the same departments in English and in unsegmented Chinese.
+BILINGUAL = {
+    "cards": [
+        "my card was stolen", "I lost my card", "block my card please", "someone stole my card",
+        "freeze my card now", "my card is missing", "卡被偷了", "我的卡丢了", "帮我冻结银行卡",
+        "银行卡找不到了", "卡不见了快锁卡", "钱包和卡都被偷了",
+    ],
+    "weather": [
+        "will it rain tomorrow", "what is the weather today", "is it cold outside", "sunny this weekend?",
+        "how hot is it", "weather forecast please", "明天会下雨吗", "今天天气怎么样", "外面冷不冷",
+        "周末是晴天吗", "今天多少度", "天气预报说什么",
+    ],
+}
+
+
+def _bilingual(tmp_path: Path) -> list[Example]:
+    path = tmp_path / "bilingual.csv"
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "department"])
+        writer.writerows((text, dept) for dept, texts in BILINGUAL.items() for text in texts)
+    return read_examples([path])
+
+
+def test_cjk_word_tokens_match_scikit_learn() -> None:
+    """The runtime's CJK-aware tokeniser is the trainer's: one token per Han character, other words unchanged."""
+    import re
+
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from deskline.routing.classifier import CJK_TOKEN_PATTERN
+
+    text = "app打不开了 我的pin码 ok 帳戶 a b überweisung"
+    analyzer = TfidfVectorizer(token_pattern=CJK_TOKEN_PATTERN, lowercase=False).build_analyzer()
+    assert analyzer(text) == re.findall(CJK_TOKEN_PATTERN, text)
+    assert analyzer(text)[:4] == ["app", "打", "不", "开"]
+    english = "my card-PIN was blocked at 3pm"
+    assert re.findall(CJK_TOKEN_PATTERN, english) == re.findall(r"(?u)\b\w\w+\b", english)
+
+
+def test_chinese_routes_with_cjk_tokens_and_abstains_on_unknown_chinese(tmp_path: Path) -> None:
+    """With CJK tokens unseen Chinese routes by its character bigrams, and Chinese with no known
+    bigram is shrunk to a near-uniform confidence instead of being trusted."""
+    router = classifier_of(build(_bilingual(tmp_path)))
+    assert router.predict("我的卡被人偷走了").department == "cards"
+    assert router.predict("明天天气冷吗").department == "weather"
+    assert router.predict("明天天气冷吗").confidence > 0.8
+    assert router.predict("龘靐齉爩").confidence < 0.55  # two departments: uniform is 0.5
+
+
+def test_word_tokens_words_keeps_the_old_tokeniser(tmp_path: Path) -> None:
+    """``word_tokens="words"`` trains the former features: a Chinese clause is one word token."""
+    from deskline.routing.train import TrainSettings
+
+    artifact = build(_bilingual(tmp_path), settings=TrainSettings(word_tokens="words"))
+    assert artifact["header"]["word_tokens"] == "words"
+    assert "卡被偷了" in artifact["header"]["word_vocab"]
+    assert "卡" not in artifact["header"]["word_vocab"]
+
+
+def test_source_weights_change_the_model(tmp_path: Path) -> None:
+    """A source weight reaches the SVMs: weighting one file's rows changes the exported weights."""
+    import dataclasses
+
+    from deskline.routing.train import TrainSettings
+
+    examples = [dataclasses.replace(e, source="en" if e.text.isascii() else "zh") for e in _bilingual(tmp_path)]
+    plain = build(examples)
+    weighted = build(examples, settings=TrainSettings(source_weights=(("zh", 5.0),)))
+    assert plain["header"]["dept_bias"] != weighted["header"]["dept_bias"]
+
+
+def test_header_without_word_tokens_loads_as_words(router_path: Path) -> None:
+    """Router files written before the CJK tokeniser and accent stripping keep ``\\b\\w\\w+\\b`` and accents."""
+    import re
+
+    header, arrays = read_artifact(router_path)
+    del header["word_tokens"], header["cjk_coverage_floor"], header["strip_accents"]
+    model = build_model(header, arrays)
+    assert model.token.pattern == r"(?u)\b\w\w+\b"
+    assert model.cjk_coverage_floor == model.coverage_floor
+    assert not model.strip_accents
+    header["word_tokens"] = "jieba"
+    with pytest.raises(ValueError, match="word tokeniser"):
+        build_model(header, arrays)
+    assert isinstance(model.token, re.Pattern)
+
+
+@pytest.mark.parametrize("text", ["contraseña olvidé", "café ÜBER naïve", "我的卡 pin", "plain ascii"])
+def test_strip_accents_is_scikit_learns(text: str) -> None:
+    """The runtime's accent stripping is scikit-learn's ``strip_accents="unicode"``."""
+    from sklearn.feature_extraction.text import strip_accents_unicode
+
+    from deskline.routing.classifier import strip_accents
+
+    assert strip_accents(text) == strip_accents_unicode(text)
+
+
+def test_spanish_with_and_without_accents_gets_the_same_features(tmp_path: Path) -> None:
+    """With accent stripping (the default) a message typed without accents scores like the accented one."""
+    rows = tmp_path / "es.csv"
+    with rows.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "department"])
+        access = ["olvidé mi contraseña", "no sé mi contraseña", "la contraseña falla", "cambiar contraseña",
+                  "contraseña bloqueada", "perdí la contraseña", "contraseña incorrecta", "recuperar contraseña"]
+        payments = ["pagar la factura", "hacer un pago", "pago rechazado", "pago pendiente", "pago con tarjeta",
+                    "pago atrasado", "el pago falló", "pagué dos veces"]
+        writer.writerows([(t, "acceso") for t in access] + [(t, "pagos") for t in payments])
+    router = classifier_of(build(read_examples([rows])))
+    accented, plain = router.probabilities("olvidé la contraseña"), router.probabilities("olvide la contrasena")
+    assert accented[0] == plain[0]

@@ -7,8 +7,9 @@ Why this module exists and looks the way it does:
   :mod:`deskline.routing.train` is exported as flat arrays and scored here with the stdlib plus
   numpy, imported lazily on first load (≈70-110 ms). numpy is needed because the intent model
   has ~1 M weights and a query touches ~20 k of them: 2.3 ms in pure Python, ~30 µs in numpy.
-* The feature transform re-implements scikit-learn's ``TfidfVectorizer`` exactly for the two
-  vectorisers used in training (word 1-2-grams with the default ``(?u)\\b\\w\\w+\\b`` tokens,
+* The feature transform re-implements scikit-learn's ``TfidfVectorizer`` exactly (including
+  its ``strip_accents="unicode"`` when the artifact asks for it) for the two vectorisers used in
+  training (word 1-2-grams with the default ``(?u)\\b\\w\\w+\\b`` tokens,
   and ``char_wb`` n-grams), each with sublinear tf, smoothed idf and l2 normalisation.
 * ``char_wb`` n-grams never cross a word boundary, so each word's n-gram ids are computed once
   and kept in a bounded per-process word cache: a message costs one lookup per word it repeats.
@@ -19,7 +20,10 @@ Why this module exists and looks the way it does:
   of each department. The stacker was fitted on out-of-fold scores, so its softmax is a
   calibrated probability of the department.
 * Text with almost no known words (gibberish, another language) is shrunk towards the uniform
-  distribution, so it abstains instead of being routed with borrowed confidence.
+  distribution, so it abstains instead of being routed with borrowed confidence. With the
+  "cjk" word tokens (one token per Han/kana character, see ``CJK_TOKEN_PATTERN``) a Chinese
+  text's "words" are its character bigrams, with their own floor (``cjk_coverage_floor``):
+  single characters are nearly all known, so counting them would trust any Chinese string.
 * It knows no department: their names (lowercase identifiers) and order come from the artifact's
   header, so one module serves the built-in desk's router and any desk's own.
 """
@@ -45,6 +49,7 @@ if TYPE_CHECKING:
     Array = npt.NDArray[Any]
 
 __all__ = [
+    "CJK_TOKEN_PATTERN",
     "FORMAT_VERSION",
     "MAGIC",
     "Classifier",
@@ -53,6 +58,7 @@ __all__ = [
     "load_classifier",
     "normalise",
     "read_artifact",
+    "strip_accents",
 ]
 
 MAGIC = b"DLTRIAGE"
@@ -62,6 +68,14 @@ _MIN_TRUST = 0.1
 _DENSE_FEATURES = 2000  # intent-model rows kept dense: 2,000 x ~160 intents x 4 bytes = ~1.3 MB
 _WORD_CACHE_LIMIT = 50_000  # words whose char n-gram ids are remembered (cleared when full)
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
+# Chinese and Japanese are written without spaces, so ``\b\w\w+\b`` would make a whole clause
+# one token. With the "cjk" tokens each Han or kana character is a token of its own (the word
+# bigrams are then its character bigrams, across the whole string) and every other run of two or
+# more word characters is a token exactly as before: text without CJK is tokenised identically.
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+CJK_TOKEN_PATTERN = rf"(?u)[{_CJK}]|[^\W{_CJK}]{{2,}}"
+_TOKEN_PATTERNS = {"words": _TOKEN, "cjk": re.compile(CJK_TOKEN_PATTERN)}
+_IS_CJK = re.compile(rf"[{_CJK}]")
 _SPACES = re.compile(r"\s+")
 _DEPARTMENT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -108,6 +122,7 @@ class _Model:
     word_index: dict[str, int]
     char_index: dict[str, int]
     char_range: tuple[int, int]
+    token: re.Pattern[str]  # the word tokeniser: ``\b\w\w+\b`` or the CJK-aware one
     idf: Array
     dept_weights: Array  # (n_features, n_departments) float32
     dept_bias: Array
@@ -121,6 +136,8 @@ class _Model:
     meta_bias: Array
     intent_temperature: float
     coverage_floor: float
+    cjk_coverage_floor: float  # the floor for text with CJK characters (counted by bigrams)
+    strip_accents: bool  # features are computed on the text without accents
     threshold: float
     metadata: dict[str, Any]
     word_grams: dict[str, tuple[int, ...]]  # word -> its known char_wb n-gram ids (a cache)
@@ -141,6 +158,12 @@ class Classifier:
         return self._threshold
 
     @property
+    def calibrated_threshold(self) -> float:
+        """The threshold the router file was calibrated with (``threshold`` may be set above it,
+        to send more messages to a model planner)."""
+        return self._model.threshold
+
+    @property
     def departments(self) -> tuple[str, ...]:
         """The departments this model routes to, in the artifact's order."""
         return self._model.departments
@@ -157,7 +180,8 @@ class Classifier:
     def probabilities(self, text: str) -> tuple[list[float], FloatArray]:
         """Calibrated department probabilities (``departments`` order) and raw intent scores."""
         model = self._model
-        fids, values, coverage = _features(model, normalise(text))
+        text = normalise(text)
+        fids, values, coverage = _features(model, strip_accents(text) if model.strip_accents else text)
         dept_scores = values @ model.dept_weights[fids] + model.dept_bias
         intent_scores = _intent_scores(model, fids, values)
         probs = _department_probabilities(model, dept_scores, intent_scores, coverage)
@@ -188,10 +212,14 @@ def _features(model: _Model, text: str) -> tuple[Array, FloatArray, float]:
     """Feature ids and l2-normalised tf-idf values of both vectorisers, and word coverage."""
     import numpy as np
 
-    tokens = _TOKEN.findall(text)
+    tokens = model.token.findall(text)
     word_get = model.word_index.get
-    known = sum(1 for token in tokens if token in model.word_index)
-    coverage = known / len(tokens) if tokens else 0.0
+    cjk = model.token is not _TOKEN and _IS_CJK.search(text) is not None
+    units = _coverage_units(tokens) if cjk else tokens
+    known = sum(1 for unit in units if unit in model.word_index)
+    coverage = known / len(units) if units else 0.0
+    if cjk:  # full trust is reached at the CJK floor, not the general one
+        coverage = coverage * model.coverage_floor / model.cjk_coverage_floor if model.cjk_coverage_floor > 0 else 1.0
     grams = tokens + [f"{a} {b}" for a, b in pairwise(tokens)]
     word_counts = Counter(map(word_get, grams))
     word_counts.pop(None, None)
@@ -217,6 +245,33 @@ def _features(model: _Model, text: str) -> tuple[Array, FloatArray, float]:
         if len(part):
             part /= math.sqrt(float(part @ part))
     return fids, values, coverage
+
+
+def strip_accents(text: str) -> str:
+    """scikit-learn's ``strip_accents="unicode"``: NFKD without combining marks ("contraseña" ->
+    "contrasena"), the text itself when it is ASCII. People often type Spanish without accents."""
+    if text.isascii():
+        return text
+    return "".join([c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)])
+
+
+def _coverage_units(tokens: list[str]) -> list[str]:
+    """What "known words" are counted over: each non-CJK token, and within each run of CJK
+    character tokens its character bigrams (a run of one character counts as itself). Single
+    Chinese characters are nearly all known, so they would make any Chinese text look familiar;
+    a bigram is about the size of a Chinese word."""
+    units: list[str] = []
+    run: list[str] = []
+    for token in [*tokens, ""]:
+        if len(token) == 1 and _IS_CJK.match(token):
+            run.append(token)
+            continue
+        if run:
+            units.extend([f"{a} {b}" for a, b in pairwise(run)] if len(run) > 1 else run)
+            run = []
+        if token:
+            units.append(token)
+    return units
 
 
 def _word_char_ids(model: _Model, word: str) -> tuple[int, ...]:
@@ -359,6 +414,7 @@ def build_model(header: dict[str, Any], arrays: dict[str, Array]) -> _Model:
         word_index=dict(zip(word_vocab, range(offset), strict=True)),
         char_index=dict(zip(char_vocab, range(offset, offset + len(char_vocab)), strict=True)),
         char_range=(int(header["char_ngram"][0]), int(header["char_ngram"][1])),
+        token=_token_pattern(header.get("word_tokens", "words")),
         idf=np.asarray(arrays["idf"], dtype=np.float64),
         dept_weights=np.asarray(arrays["dept_weights"]).reshape(-1, len(departments)),
         dept_bias=np.asarray(header["dept_bias"], dtype=np.float64),
@@ -372,10 +428,19 @@ def build_model(header: dict[str, Any], arrays: dict[str, Array]) -> _Model:
         meta_bias=np.asarray(header["meta_bias"], dtype=np.float64),
         intent_temperature=float(header["intent_temperature"]),
         coverage_floor=float(header["coverage_floor"]),
+        cjk_coverage_floor=float(header.get("cjk_coverage_floor", header["coverage_floor"])),
+        strip_accents=bool(header.get("strip_accents", False)),
         threshold=float(header["threshold"]),
         metadata=dict(header.get("metadata", {})),
         word_grams={},
     )
+
+
+def _token_pattern(name: object) -> re.Pattern[str]:
+    """The header's word tokeniser (older files have none: ``words``)."""
+    if not isinstance(name, str) or name not in _TOKEN_PATTERNS:
+        raise ValueError(f"unknown word tokeniser {name!r}; known: {sorted(_TOKEN_PATTERNS)}")
+    return _TOKEN_PATTERNS[name]
 
 
 def _departments(names: object) -> tuple[str, ...]:

@@ -25,8 +25,10 @@ Why it is built this way:
   (``intent_keep``) but never fewer than ``min_intent_weights``, so a small desk keeps its whole
   intent model while a large one stays small and fast to score in pure Python/numpy.
   ``build`` checks that the runtime's predictions agree with scikit-learn's on a sample.
-* The word n-grams are fixed at 1-2 (the runtime re-implements exactly that); the char n-gram
-  range, the SVM and stacker regularisation and the pruning are :class:`TrainSettings`.
+* The word n-grams are fixed at 1-2 (the runtime re-implements exactly that); the word
+  tokeniser (``cjk``: each Han/kana character is a token, so Chinese gets character uni- and
+  bigrams; identical to ``\\b\\w\\w+\\b`` on other text), the char n-gram range, the SVM and
+  stacker regularisation, per-source sample weights and the pruning are :class:`TrainSettings`.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from deskline.errors import DesklineError
-from deskline.routing.classifier import FORMAT_VERSION, MAGIC, Classifier, build_model, normalise
+from deskline.routing.classifier import CJK_TOKEN_PATTERN, FORMAT_VERSION, MAGIC, Classifier, build_model, normalise
 
 __all__ = [
     "MIN_EXAMPLES",
@@ -86,12 +88,18 @@ class TrainSettings:
     """The trainer's knobs. The defaults are the built-in router's (its file depends on them)."""
 
     char_ngrams: tuple[int, int] = (2, 5)
+    strip_accents: bool = True  # features of the text without accents (scikit-learn's "unicode")
+    word_tokens: str = "cjk"  # "words" (\b\w\w+\b) or "cjk" (the same, plus one token per Han/kana character)
     char_min_df: int = 2
     svm_c: float = 0.5  # both linear SVMs
     meta_c: float = 1.0  # the logistic stacker
     intent_keep: float = 0.03  # share of intent weights (largest |w|) kept in the artifact...
     min_intent_weights: int = 200_000  # ...but at least this many (all of a small model)
     coverage_floor: float = 0.5  # below this share of known words, confidence shrinks to uniform
+    cjk_coverage_floor: float = 0.3  # the same for text with Chinese/Japanese (known character bigrams)
+    # Sample weight of each example source (file prefix) in both SVMs and the stacker, e.g.
+    # (("zh", 3.0),): a language with a few hundred rows beside tens of thousands of English ones.
+    source_weights: tuple[tuple[str, float], ...] = ()
     threshold: float = 0.5  # the artifact's default abstention threshold
     seed: int = 0
 
@@ -332,7 +340,16 @@ def _vectorizer(settings: TrainSettings) -> Any:
 
     return FeatureUnion(
         [
-            ("word", TfidfVectorizer(ngram_range=WORD_NGRAMS, sublinear_tf=True, lowercase=False)),
+            (
+                "word",
+                TfidfVectorizer(
+                    ngram_range=WORD_NGRAMS,
+                    sublinear_tf=True,
+                    lowercase=False,
+                    token_pattern=_token_pattern(settings),
+                    strip_accents="unicode" if settings.strip_accents else None,
+                ),
+            ),
             (
                 "char",
                 TfidfVectorizer(
@@ -341,10 +358,19 @@ def _vectorizer(settings: TrainSettings) -> Any:
                     min_df=settings.char_min_df,
                     sublinear_tf=True,
                     lowercase=False,
+                    strip_accents="unicode" if settings.strip_accents else None,
                 ),
             ),
         ]
     )
+
+
+def _token_pattern(settings: TrainSettings) -> str:
+    if settings.word_tokens == "cjk":
+        return CJK_TOKEN_PATTERN
+    if settings.word_tokens == "words":
+        return r"(?u)\b\w\w+\b"
+    raise TrainingDataError(f"unknown word_tokens {settings.word_tokens!r}: 'words' or 'cjk'")
 
 
 def _one_row_per_class(model: Any, n_classes: int) -> tuple[Any, Any, Any]:
@@ -365,7 +391,13 @@ def _one_row_per_class(model: Any, n_classes: int) -> tuple[Any, Any, Any]:
 
 
 def _fit_linear(
-    matrix: Any, dept_labels: Any, intent_labels: Any, n_dep: int, n_intents: int, settings: TrainSettings
+    matrix: Any,
+    dept_labels: Any,
+    intent_labels: Any,
+    n_dep: int,
+    n_intents: int,
+    settings: TrainSettings,
+    weights: Any = None,
 ) -> LinearFit:
     """Both SVMs on one set of rows."""
     from sklearn.svm import LinearSVC  # type: ignore[import-untyped]
@@ -373,10 +405,10 @@ def _fit_linear(
     def svm() -> Any:
         return LinearSVC(C=settings.svm_c, random_state=settings.seed, max_iter=5000)
 
-    dept_coef, dept_bias, _ = _one_row_per_class(svm().fit(matrix, dept_labels), n_dep)
+    dept_coef, dept_bias, _ = _one_row_per_class(svm().fit(matrix, dept_labels, sample_weight=weights), n_dep)
     with warnings.catch_warnings():  # many intents of few examples each is expected, not a regression
         warnings.filterwarnings("ignore", message="The number of unique classes is greater than 50%")
-        intent_model = svm().fit(matrix, intent_labels)
+        intent_model = svm().fit(matrix, intent_labels, sample_weight=weights)
     intent_coef, intent_bias, seen = _one_row_per_class(intent_model, n_intents)
     return LinearFit(dept_coef, dept_bias, intent_coef, intent_bias, seen)
 
@@ -468,12 +500,19 @@ def _fit(examples: Sequence[Example], departments: Sequence[str] | None, setting
         raise TrainingDataError(
             "every department needs at least two examples, one on each side of the calibration split"
         )
-    full = _fit_linear(matrix, dept_y, intent_y, n_dep, n_intents, settings)
-    half = _fit_linear(matrix[~held], dept_y[~held], intent_y[~held], n_dep, n_intents, settings)
+    by_source = dict(settings.source_weights)
+    weights = np.array([by_source.get(e.source, 1.0) for e in examples]) if by_source else None
+    full = _fit_linear(matrix, dept_y, intent_y, n_dep, n_intents, settings, weights)
+    half_weights = None if weights is None else weights[~held]
+    half = _fit_linear(matrix[~held], dept_y[~held], intent_y[~held], n_dep, n_intents, settings, half_weights)
     held_dept = matrix[held] @ half.dept_coef.T + half.dept_bias
     held_intent = matrix[held] @ half.intent_coef.T + half.intent_bias
     stacker = LogisticRegression(C=settings.meta_c, max_iter=5000)
-    stacker.fit(_stack_inputs(held_dept, held_intent, intent_dept), dept_y[held])
+    stacker.fit(
+        _stack_inputs(held_dept, held_intent, intent_dept),
+        dept_y[held],
+        sample_weight=None if weights is None else weights[held],
+    )
     meta_coef, meta_intercept = stacker.coef_, stacker.intercept_
     if meta_coef.shape[0] == 1:  # binary: softmax over (0, z) is the sigmoid of z
         meta_coef = np.vstack([np.zeros_like(meta_coef), meta_coef])
@@ -544,6 +583,8 @@ def _export(
         "word_vocab": word_vocab,
         "char_vocab": char_vocab,
         "char_ngram": list(settings.char_ngrams),
+        "word_tokens": settings.word_tokens,
+        "strip_accents": settings.strip_accents,
         "dept_bias": [float(b) for b in full.dept_bias],
         "intent_bias": [float(b) for b in full.intent_bias],
         "intent_scale": scale,
@@ -551,6 +592,7 @@ def _export(
         "meta_bias": _biased(fitted.meta_intercept.tolist(), departments, department_bias),
         "intent_temperature": fitted.temperature,
         "coverage_floor": settings.coverage_floor,
+        "cjk_coverage_floor": settings.cjk_coverage_floor,
         "threshold": settings.threshold,
         "metadata": {
             "training_rows": {s: sum(e.source == s for e in examples) for s in sources},
