@@ -1,15 +1,56 @@
 """Turns/s and turn latency with many conversations at once, on PostgreSQL (and SQLite).
 
     python bench/pg_throughput.py [--procs 1 2 4] [--concurrency 50] [--seconds 10] [--postgres URL]
-                                  [--sqlite] [--json]
+                                  [--sqlite] [--no-postgres] [--store default async executor blocking]
+                                  [--rate R ...] [--json]
 
 Each process opens the desk (``open_desk``: the real store, the built-in desk, no model) on one
 fresh PostgreSQL schema and runs ``--concurrency`` conversations at once on its event loop (each
 one turn after another, three turns per conversation, then a new one), for ``--seconds`` after a
-warm-up; all processes start together. Reported: turns/s summed over processes, and p50/p99 of
-the turn latency over all turns. ``SupportDesk.handle`` calls the store synchronously, so each
-process's database round trips run one at a time on its loop: this is the figure the issue's
-"store off the event loop" item wants doubled. A benchmark: it prints figures, asserts nothing.
+warm-up on the same loop; all processes start together. Reported: turns/s summed over processes,
+and p50/p99 of the turn latency over all turns. ``--store`` picks how the turns reach the store
+(``open_bench_desk``): ``default`` what the desk picks (issue 18: PostgreSQL through the asyncio
+store, SQLite through the bounded executor), ``async``, ``executor``, or ``blocking`` (the
+synchronous store called on the loop, as before). ``--rate R`` offers about R turns/s per process
+(random pauses between a conversation's turns) and counts latency from when each message was due,
+so loop stalls caused by blocking calls show in p99. Without ``--rate`` latency is closed-loop:
+with a blocking store a turn never yields, so its own latency looks short while the others wait
+unmeasured; compare turns/s there. Run the "before" rows on the code before issue 18 by putting
+its checkout first on PYTHONPATH (``open_bench_desk`` leaves a desk without ``aio`` as it is).
+A benchmark: it prints figures, asserts nothing.
+
+Figures (2026-11-30, 2 CPUs, Python 3.11, PostgreSQL on loopback). The machine was SHARED: other
+engineers' CPU-bound jobs kept the load average at 3.6-5.2 on 2 cores during every run, so each
+figure moved by up to 2x between identical runs; read them as ranges, not points.
+
+    before = HEAD 2811085 (sync store on the loop), after = this code, 8 s per row:
+    db          store     procs  conc  turns/s  p50 ms  p99 ms
+    postgresql  before      1     50    125.4     7.45   19.16   (closed loop: see above)
+    postgresql  before      2     50    199.4     8.33   36.13
+    postgresql  before      4     50    128.4    27.59   84.07
+    sqlite      before      1     50    378.9     2.44    9.56
+    postgresql  after       1     50    122.9   390.26  592.0
+    postgresql  after       2     50    114.0   823.72 1442.52
+    postgresql  after       4     50     87.6  2129.79 2882.32
+    sqlite      after       1     50    310.6   142.2   360.39
+
+    interleaved single-process rounds, 6 s each (turns/s):
+                    round 1   round 2
+    before (HEAD)     62.3     140.1
+    after asyncio    126.8     113.5
+    after executor    85.1     122.6
+    SQLite in-process (6 s): executor 189 / 161, aiosqlite 96 / 131, blocking 122 / 402
+
+    set load, --rate 60, 1 process, 50 conversations:  before p50 11.2 ms p99 121 ms;
+                                                       after  p50  9.9 ms p99 319 ms
+
+Where a turn's loop time goes (py-spy, asyncio store, PostgreSQL): 32 % waiting in psycopg's
+*synchronous* ``wait`` under the built-in desk's skills (its ``sor_*`` system of record through
+SQLModel sessions, agents/builtin/backend/sql.py, called from ``async`` skills), 23 % in the
+asyncio store's append (mostly psycopg's own Python), the rest the desk's decisions. So the store
+is off the loop, but every billing/tech/payment turn still blocks it in the system of record,
+and on a saturated CPU overlapping the store's waits buys nothing measurable: the issue's goal
+(2x one process's turns/s, p99 < 50 ms) is NOT met by this change on this machine.
 """
 
 from __future__ import annotations
@@ -42,7 +83,13 @@ def pct(values: list[float], p: float) -> float:
     return s[max(0, min(len(s) - 1, int(-(-len(s) * p // 100)) - 1))]
 
 
-async def _run(desk: Any, prefix: str, seconds: float, concurrency: int, per_conv: int = 3) -> dict[str, Any]:
+async def _run(desk: Any, prefix: str, seconds: float, concurrency: int, per_conv: int = 3,
+               rate: float = 0.0) -> dict[str, Any]:
+    """``concurrency`` conversations, each one turn after another; with ``rate`` (turns/s for the
+    process) each waits a random pause (exponential, mean ``concurrency / rate``) between turns,
+    so the offered load is about ``rate`` and latency is measured below saturation."""
+    import random
+
     lat: list[float] = []
     errors = 0
     end = time.perf_counter() + seconds
@@ -50,20 +97,58 @@ async def _run(desk: Any, prefix: str, seconds: float, concurrency: int, per_con
     async def conversation(k: int) -> None:
         nonlocal errors
         n = 0
+        due = time.perf_counter()
         while time.perf_counter() < end:
             cid = f"{prefix}-{k}-{n // per_conv}"
-            t0 = time.perf_counter()
+            # With a set rate, latency counts from when the message was due, so time spent waiting
+            # for a loop that another turn's blocking call holds is counted too.
+            t0 = due if rate > 0 else time.perf_counter()
             try:
                 await desk.handle(cid, MESSAGES[(k + n) % len(MESSAGES)])
                 lat.append((time.perf_counter() - t0) * 1000)
             except Exception:  # a conflict or a store error: counted, not timed
                 errors += 1
             n += 1
+            if rate > 0:
+                due = time.perf_counter() + random.expovariate(rate / concurrency)
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
 
     started = time.perf_counter()
     await asyncio.gather(*(conversation(k) for k in range(concurrency)))
     wall = time.perf_counter() - started
     return {"turns": len(lat), "seconds": wall, "errors": errors, "latencies_ms": lat}
+
+
+class _Face:
+    """The desk's store, with the bench's choice of how the turns reach it (``--store``)."""
+
+    def __init__(self, store: Any, face: Any) -> None:
+        self.inner, self.face = store, face
+
+    def nonblocking(self) -> Any:
+        return self.face
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def open_bench_desk(db: str, store: str) -> Any:
+    """The desk on ``db`` with its turns reaching the store as ``store`` says: ``default`` (what
+    the desk picks), ``async`` (the asyncio drivers), ``executor`` (the synchronous store on
+    worker threads), ``blocking`` (the synchronous store called on the loop, as before issue 18)."""
+    from deskline.config import Settings
+    from deskline.runtime import open_desk
+
+    desk = open_desk(Settings(database_url=db))
+    if store == "default" or not hasattr(desk, "aio"):
+        return desk
+    from deskline.eventlog.async_sql import AsyncSqlEventStore
+    from deskline.eventlog.nonblocking import ExecutorEventStore, InlineEventStore
+
+    faces = {"async": lambda s: AsyncSqlEventStore(db), "blocking": InlineEventStore,
+             "executor": lambda s: ExecutorEventStore(s, workers=1 if db.startswith("sqlite") else 8)}
+    desk.store = _Face(desk.store, faces[store](desk.store))
+    return desk
 
 
 def worker(params: dict[str, Any]) -> None:
@@ -73,13 +158,16 @@ def worker(params: dict[str, Any]) -> None:
 
     threads = params.get("threads", 1)
     if threads <= 1:
-        desk = open_desk(Settings(database_url=params["db"]))
-        asyncio.run(_run(desk, f"warm{params['k']}", params["warmup_s"], params["concurrency"]))
-        print("READY", flush=True)
-        sys.stdin.readline()
-        result = asyncio.run(_run(desk, f"w{params['k']}-{uuid.uuid4().hex[:6]}", params["seconds"],
-                                  params["concurrency"]))
-        print(json.dumps(result), flush=True)
+        desk = open_bench_desk(params["db"], params.get("store", "default"))
+
+        async def session() -> dict[str, Any]:  # one loop: the asyncio pool warmed up is the one measured
+            await _run(desk, f"warm{params['k']}", params["warmup_s"], params["concurrency"])
+            print("READY", flush=True)
+            await asyncio.to_thread(sys.stdin.readline)
+            return await _run(desk, f"w{params['k']}-{uuid.uuid4().hex[:6]}", params["seconds"],
+                              params["concurrency"], rate=params.get("rate", 0.0))
+
+        print(json.dumps(asyncio.run(session())), flush=True)
         return
     # The experiment for "a store that never blocks the loop": T desks in T threads of one
     # process, each with its own loop and concurrency/T conversations. Database waits then
@@ -121,8 +209,8 @@ def _drop_schema(base: str, schema: str) -> None:
         conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
-def measure(db: str, procs: int, concurrency: int, seconds: float, warmup_s: float, threads: int = 1
-            ) -> dict[str, Any]:
+def measure(db: str, procs: int, concurrency: int, seconds: float, warmup_s: float, threads: int = 1,
+            store: str = "default", rate: float = 0.0) -> dict[str, Any]:
     from deskline.config import Settings
     from deskline.runtime import open_desk
 
@@ -130,7 +218,7 @@ def measure(db: str, procs: int, concurrency: int, seconds: float, warmup_s: flo
     children = []
     for k in range(procs):
         params = {"db": db, "k": k, "concurrency": concurrency, "seconds": seconds, "warmup_s": warmup_s,
-                  "threads": threads}
+                  "threads": threads, "store": store, "rate": rate}
         children.append(subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(params)],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
     for child in children:
@@ -145,7 +233,8 @@ def measure(db: str, procs: int, concurrency: int, seconds: float, warmup_s: flo
         results.append(json.loads(out.strip().splitlines()[-1]))
     lat = [x for r in results for x in r["latencies_ms"]]
     wall = max(r["seconds"] for r in results)
-    return {"procs": procs, "threads": threads, "concurrency": concurrency, "turns": len(lat),
+    return {"procs": procs, "threads": threads, "store": store, "rate": rate, "concurrency": concurrency,
+            "turns": len(lat),
             "turns_per_s": round(sum(r["turns"] / r["seconds"] for r in results), 1),
             "p50_ms": round(statistics.median(lat), 2), "p99_ms": round(pct(lat, 99), 2),
             "errors": sum(r["errors"] for r in results), "seconds": round(wall, 2)}
@@ -164,31 +253,42 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1,
                     help="desks per process, one loop each (the executor experiment; 1: today's single loop)")
     ap.add_argument("--sqlite", action="store_true", help="also one process on a SQLite file")
+    ap.add_argument("--store", nargs="+", default=["default"],
+                    choices=["default", "async", "executor", "blocking"],
+                    help="how turns reach the store (see open_bench_desk); one row set per choice")
+    ap.add_argument("--rate", type=float, nargs="+", default=[0.0],
+                    help="offered turns/s per process (0: as fast as it goes); latency rows at a set load")
+    ap.add_argument("--no-postgres", action="store_true", help="SQLite rows only")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     rows = []
-    for n in args.procs:
-        url, schema = _fresh_schema(args.postgres)
-        try:
-            row = measure(url, n, args.concurrency, args.seconds, args.warmup, args.threads)
-            rows.append({"db": "postgresql", **row})
-        finally:
-            _drop_schema(args.postgres, schema)
-    if args.sqlite:
-        import tempfile
+    for store in args.store:
+        for rate in args.rate:
+            for n in [] if args.no_postgres else args.procs:
+                url, schema = _fresh_schema(args.postgres)
+                try:
+                    row = measure(url, n, args.concurrency, args.seconds, args.warmup, args.threads, store, rate)
+                    rows.append({"db": "postgresql", **row})
+                finally:
+                    _drop_schema(args.postgres, schema)
+            if args.sqlite:
+                import tempfile
 
-        with tempfile.TemporaryDirectory() as tmp:
-            db = f"sqlite:///{Path(tmp) / 'bench.db'}"
-            rows.append({"db": "sqlite", **measure(db, 1, args.concurrency, args.seconds, args.warmup, args.threads)})
+                with tempfile.TemporaryDirectory() as tmp:
+                    db = f"sqlite:///{Path(tmp) / 'bench.db'}"
+                    rows.append({"db": "sqlite", **measure(db, 1, args.concurrency, args.seconds, args.warmup,
+                                                           args.threads, store, rate)})
     report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "platform": platform.platform()}, "rows": rows}
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    print(f"{'db':<11}{'procs':>6}{'thr':>4}{'conc':>6}{'turns/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    print(f"{'db':<11}{'store':>9}{'procs':>6}{'thr':>4}{'conc':>6}{'offered':>8}{'turns/s':>10}{'p50 ms':>9}"
+          f"{'p99 ms':>9}{'errors':>8}")
     for r in rows:
-        print(f"{r['db']:<11}{r['procs']:>6}{r['threads']:>4}{r['concurrency']:>6}{r['turns_per_s']:>10}{r['p50_ms']:>9}"
-              f"{r['p99_ms']:>9}{r['errors']:>8}")
+        offered = f"{r['rate']:.0f}" if r["rate"] else "max"
+        print(f"{r['db']:<11}{r['store']:>9}{r['procs']:>6}{r['threads']:>4}{r['concurrency']:>6}{offered:>8}"
+              f"{r['turns_per_s']:>10}{r['p50_ms']:>9}{r['p99_ms']:>9}{r['errors']:>8}")
     print(f"({report['machine']['cpus']} CPUs, Python {report['machine']['python']})")
 
 

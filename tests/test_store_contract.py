@@ -1,23 +1,62 @@
-"""One contract for every event store: memory, SQLite and PostgreSQL."""
+"""One contract for every event store: memory, SQLite and PostgreSQL, each synchronous and
+awaitable (the asyncio drivers, the bounded executor, the in-place memory face)."""
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 
 from deskline.errors import ConcurrencyConflict, CorruptEvent, LeaseLost, StoreUnavailable
+from deskline.eventlog.async_sql import AsyncSqlEventStore
 from deskline.eventlog.database import make_engine
 from deskline.eventlog.events import CustomerMessaged, ReplySent
+from deskline.eventlog.nonblocking import AsyncEventStore, ExecutorEventStore, InlineEventStore
 from deskline.eventlog.store import EventStore, MemoryEventStore, SqlEventStore
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def store(request: pytest.FixtureRequest) -> EventStore:
-    """Each store implementation, fresh."""
-    if request.param == "memory":
-        return MemoryEventStore()
-    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
-    return SqlEventStore(make_engine(url))
+class Driven:
+    """An awaitable store driven from a synchronous test, on one event loop of its own (an
+    asyncio pool belongs to the loop that made it)."""
+
+    def __init__(self, inner: AsyncEventStore, runner: asyncio.Runner) -> None:
+        self.inner, self.runner = inner, runner
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self.inner, name)
+        return lambda *args, **kwargs: self.runner.run(method(*args, **kwargs))
+
+
+STORES = ["memory", "sqlite", "postgres", "memory-inline", "sqlite-asyncio", "postgres-asyncio",
+          "sqlite-executor", "postgres-executor"]
+
+
+@pytest.fixture(params=STORES)
+def store(request: pytest.FixtureRequest) -> Iterator[EventStore]:
+    """Each store implementation, fresh; the awaitable ones behind ``Driven``."""
+    database, _, face = request.param.partition("-")
+    if database == "memory":
+        sync: EventStore = MemoryEventStore()
+    else:
+        url = str(request.getfixturevalue("sqlite_url" if database == "sqlite" else "postgres_url"))
+        sync = SqlEventStore(make_engine(url))  # checks (creates) the schema
+    if not face:
+        yield sync
+        return
+    aio: AsyncEventStore
+    if face == "inline":
+        aio = InlineEventStore(sync)
+    elif face == "executor":
+        aio = ExecutorEventStore(sync, workers=2, queue=4)
+    else:
+        aio = AsyncSqlEventStore(url)
+    with asyncio.Runner() as runner:
+        yield Driven(aio, runner)  # type: ignore[misc]
+        if isinstance(aio, AsyncSqlEventStore):
+            runner.run(aio.dispose())
 
 
 def msg(text: str, key: str | None = None) -> CustomerMessaged:
@@ -92,6 +131,44 @@ def test_unreachable_database_is_one_clear_error() -> None:
     with pytest.raises(StoreUnavailable) as err:
         SqlEventStore(make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2"))
     assert "cannot reach the database" in err.value.message
+
+
+def test_unreachable_database_is_one_clear_error_for_the_asyncio_store() -> None:
+    """The asyncio store on a server that is not there gives StoreUnavailable too."""
+
+    async def touch() -> None:
+        store = AsyncSqlEventStore("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")
+        await store.load("c1")
+
+    with pytest.raises(StoreUnavailable) as err:
+        asyncio.run(touch())
+    assert "cannot reach the database" in err.value.message
+
+
+def test_the_executor_refuses_calls_past_its_bound() -> None:
+    """With every worker busy and the queue full, a further call waits its bounded time and gets
+    StoreUnavailable instead of piling up; calls already admitted still finish."""
+    import threading
+
+    release = threading.Event()
+
+    class Stuck(MemoryEventStore):
+        def load(self, conversation_id: str, after: int = 0) -> list[Any]:
+            release.wait(10)
+            return super().load(conversation_id, after)
+
+    executor = ExecutorEventStore(Stuck(), workers=1, queue=1, wait_s=0.05)
+
+    async def crowd() -> list[Any]:
+        admitted = [asyncio.ensure_future(executor.load("c1")) for _ in range(2)]
+        await asyncio.sleep(0)
+        with pytest.raises(StoreUnavailable):
+            await executor.load("c1")
+        release.set()
+        return list(await asyncio.gather(*admitted))
+
+    assert asyncio.run(crowd()) == [[], []]
+    executor.close()
 
 
 def test_unfinished_lists_accepted_messages_without_an_ending(store: EventStore) -> None:

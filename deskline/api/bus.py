@@ -36,6 +36,7 @@ import structlog
 
 from deskline.errors import ConfigError
 from deskline.eventlog.events import Event, Recorded
+from deskline.eventlog.nonblocking import AsyncEventStore, NotifyingEventStore, nonblocking
 from deskline.eventlog.store import EventStore
 
 if TYPE_CHECKING:
@@ -330,6 +331,10 @@ class PublishingStore:
 
     def read_all(self, after_position: int = 0, limit: int = 1000) -> list[tuple[int, Recorded]]:
         return self.inner.read_all(after_position, limit)
+
+    def nonblocking(self) -> AsyncEventStore:
+        """The inner store's awaitable face, publishing the same way (the desk's turns)."""
+        return NotifyingEventStore(nonblocking(self.inner), self.bus.publish)
 
     def __getattr__(self, name: str) -> Any:  # ``engine`` and anything else a store offers
         return getattr(self.inner, name)

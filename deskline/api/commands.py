@@ -73,6 +73,11 @@ def serve(
         # refuse a schema older than the code (SchemaOutOfDate names `deskline db upgrade`); and
         # fail with a sentence (not a worker's traceback) when the database cannot be reached.
         support = open_desk(settings)
+        from deskline.eventlog.desk_schema import check_desk
+        from deskline.eventlog.store import SqlEventStore
+
+        if isinstance(support.store, SqlEventStore):
+            check_desk(support.store.engine, support.definition)  # the desk's own tables, likewise
         _auth()
         # Messages accepted before a crash and never answered are answered now, exactly once.
         recovered = asyncio.run(support.recover_all(wait=False))  # turns a live process holds stay its own

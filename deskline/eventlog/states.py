@@ -13,10 +13,14 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from deskline.eventlog.events import Recorded
 from deskline.eventlog.projections import ConversationState, Folding
 from deskline.eventlog.store import EventStore
+
+if TYPE_CHECKING:
+    from deskline.eventlog.nonblocking import AsyncEventStore
 
 
 class ConversationStates:
@@ -39,6 +43,27 @@ class ConversationStates:
             folding = Folding().extend(self.store.load(conversation_id))
         self._keep(conversation_id, folding)
         return folding.state(conversation_id)
+
+    async def aload(self, conversation_id: str, store: AsyncEventStore) -> ConversationState:
+        """``load`` through an awaitable store (the desk's turns: the loop never waits on it)."""
+        folding = self._take(conversation_id)
+        new = await store.load(conversation_id, folding.last_seq)
+        try:
+            folding.extend(new)
+        except ValueError:
+            folding = Folding().extend(await store.load(conversation_id))
+        self._keep(conversation_id, folding)
+        return folding.state(conversation_id)
+
+    async def aextend(self, conversation_id: str, appended: Sequence[Recorded],
+                      store: AsyncEventStore) -> ConversationState:
+        """``extend``, catching up through an awaitable store when it has to."""
+        folding = self._take(conversation_id)
+        if not appended or appended[0].seq != folding.last_seq + 1:
+            return await self.aload(conversation_id, store)
+        state = folding.extend(appended).state(conversation_id)
+        self._keep(conversation_id, folding)
+        return state
 
     def extend(self, conversation_id: str, appended: Sequence[Recorded]) -> ConversationState:
         """The state right after this process's own append, without reading it back; if the fold
