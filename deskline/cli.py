@@ -307,7 +307,8 @@ def _register_plugins() -> None:
     from importlib import import_module
 
     for name in ("deskline.api.commands", "deskline.evals.commands", "deskline.routing.commands",
-                 "deskline.scaffold.commands", "deskline.agents.commands", "deskline.eventlog.commands"):
+                 "deskline.scaffold.commands", "deskline.agents.commands", "deskline.eventlog.commands",
+                 "deskline.i18n.commands"):
         try:
             module = import_module(name)
         except ModuleNotFoundError as exc:

@@ -135,3 +135,42 @@ def test_the_chat_page_shows_the_desks_error_for_bad_input(make_live: MakeLive, 
     expect(chat.locator("#error")).to_contain_text("the limit is 4000")
     expect(chat.locator("#text")).to_have_value("x" * 4001)
     expect(chat.locator(".msg.customer")).to_have_count(0)
+
+
+def test_a_chinese_conversation_in_the_chat_page_and_the_console(make_live: MakeLive, browser: Any) -> None:
+    """A customer writes in Chinese: the desk answers in Chinese, the bubbles carry lang="zh", and
+    when they ask for a person the console shows the conversation's language."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=15_000)
+    live = make_live()
+    key = live.auth.add_agent("Lin")
+    from tests.test_api import customer_token
+
+    chat = browser.new_context(viewport={"width": 720, "height": 820}, locale="zh-CN").new_page()
+    chat.goto(f"{live.url}/#customer_token={customer_token()}")  # the host site vouches for its customer
+    expect(chat.locator("#conversation")).to_have_text(re.compile(r"^c_[0-9a-f]+$"))
+    cid = chat.locator("#conversation").inner_text()
+    chat.fill("#text", "你好，我的发票INV-1001被扣了两次钱")
+    chat.click("#send")
+    expect(chat.locator(".msg.bot")).to_have_count(1)
+    reply = chat.locator(".msg.bot").first
+    expect(reply).to_have_attribute("lang", "zh")
+    expect(reply).to_contain_text("INV-1001")
+    assert re.search(r"[\u4e00-\u9fff]{4}", reply.inner_text()), reply.inner_text()
+    chat.fill("#text", "我要转人工")
+    chat.click("#send")
+    expect(chat.locator("#status")).to_have_text("Waiting for a person")
+    expect(chat.locator(".msg.bot")).to_have_count(2)
+    assert re.search(r"[\u4e00-\u9fff]{4}", chat.locator(".msg.bot").nth(1).inner_text())
+
+    console = browser.new_context(viewport={"width": 1360, "height": 820}).new_page()
+    console.goto(f"{live.url}/console")
+    console.fill("#key", key)
+    console.click("#signin button")
+    row = console.locator(f'#queue tr[data-conversation="{cid}"]')
+    expect(row).to_contain_text("Chinese (zh)")
+    row.click()
+    expect(console.locator("#case-language")).to_have_text("Chinese (zh)")
+    expect(console.locator("#case-summary")).to_contain_text("In Chinese (zh).")
+    expect(console.locator("#transcript")).to_contain_text("我要转人工")

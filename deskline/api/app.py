@@ -66,6 +66,9 @@ def _lifespan(bus: Any, desk: SupportDesk, sweep_interval_s: float) -> Callable[
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            from deskline.i18n.detect import warm
+
+            await asyncio.get_running_loop().run_in_executor(None, warm)  # the language model, off the loop
             if bus is not None:
                 await stack.enter_async_context(bus.lifespan(app))
             await stack.enter_async_context(sweeping(desk, sweep_interval_s))

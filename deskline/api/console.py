@@ -89,6 +89,7 @@ def queue(agent: AgentName, svc: ServicesDep) -> QueueOut:
                 claimed_by=e.claimed_by,
                 claimed_at=e.claimed_at,
                 sla_breached=e.breaching(now, sla),
+                language=e.language,
             )
             for e in svc.queue.entries()
         ],

@@ -140,6 +140,7 @@ class TurnOut(_Response):
     intent: str
     confidence: float
     stage: str
+    language: str | None = Field(default=None, description="The language the desk answered in (e.g. en, es, zh).")
 
 
 class ChatEvent(_Response):
@@ -154,6 +155,8 @@ class ChatEvent(_Response):
     escalated: bool | None = None
     approved: bool | None = None
     client_message_id: str | None = None
+    language: str | None = Field(default=None, description="For customer messages: the language the desk answers "
+                                                           "it in.")
 
 
 _NEXT_AFTER = Field(description="More events follow: pass this as ?after= for the next page. Null when this page "
@@ -199,6 +202,7 @@ class QueueItem(_Response):
     claimed_by: str | None
     claimed_at: float | None
     sla_breached: bool = Field(description="Unclaimed for longer than the SLA allows.")
+    language: str | None = Field(default=None, description="The conversation's language (e.g. en, es, zh).")
 
 
 class QueueOut(_Response):
@@ -217,7 +221,7 @@ def chat_event(r: Recorded) -> ChatEvent | None:
         return None
     fields: dict[str, Any] = {"seq": r.seq, "turn": r.turn, "type": e.type, "at": r.at}
     if isinstance(e, CustomerMessaged):
-        fields.update(text=e.text, client_message_id=e.client_message_id)
+        fields.update(text=e.text, client_message_id=e.client_message_id, language=e.language)
     elif isinstance(e, ReplySent):
         fields.update(text=e.text, department=e.department, mode=e.mode, escalated=e.escalated)
     elif isinstance(e, HumanReplied):

@@ -24,11 +24,14 @@ def desk_spec(spec: str | None = None) -> str:
     return spec or os.environ.get("DESKLINE_DESK") or BUILTIN_DESK
 
 
-def load_desk(spec: str | None = None, *, router: str | Path | None = None) -> Desk:
+def load_desk(spec: str | None = None, *, router: str | Path | None = None, check: bool = True) -> Desk:
     """The validated desk named by ``spec`` (see ``desk_spec``), with ``router`` (else
-    ``$DESKLINE_ROUTER``, else its own) as its router file. Loaded once per process."""
+    ``$DESKLINE_ROUTER``, else its own) as its router file. Loaded once per process.
+    ``check=False``: as imported, not validated (tools that inspect a desk being written)."""
     spec = desk_spec(spec)
     router = router or os.environ.get("DESKLINE_ROUTER") or None
+    if not check:
+        return _import(spec).with_router(router)
     key = (spec, str(router) if router else None)
     found = _LOADED.get(key)
     if found is None:

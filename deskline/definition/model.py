@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
@@ -35,6 +35,7 @@ from deskline.handoffs.payload import RESERVED_DEPARTMENTS
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
+    from deskline.i18n.catalog import Catalog
     from deskline.routing.classifier import Classifier
 
 
@@ -97,6 +98,15 @@ ASKS_FOR_PERSON = (
     r"|\b(?:connect|transfer|put)\s+me\s+(?:through\s+)?(?:to|with)\s+(?:a\s+|an\s+)?"
     r"(?:person|human|agent|representative|operator|manager|supervisor)\b"
     r"|\b(?:human|agent|operator|representative)\s+please\b|\bget\s+me\s+a\s+(?:human|person|manager)\b"
+    # Spanish: "quiero hablar con una persona", "pásame con un agente", "atención humana"
+    r"|\b(?:hablar|comunicarme|contactar|chatear)\s+con\s+(?:una\s+|un\s+|alg[uú]n\s+|el\s+|la\s+)?"
+    r"(?:persona|humano|agente|asesor|asesora|operador|operadora|representante|encargad[oa]|supervisor|gerente)\b"
+    r"|\b(?:p[aá]same|p[aá]seme|comun[ií]came|con[eé]ctame|transfi[eé]reme)\s+con\s+(?:una\s+|un\s+)?"
+    r"(?:persona|humano|agente|asesor|operador|representante)\b"
+    r"|\b(?:persona|agente|asesor)\s+(?:real|humano|humana)\b|\batenci[oó]n\s+humana\b"
+    # Chinese: 转人工, 人工客服, 找个真人, 我要跟人工说
+    r"|转人工|人工客服|人工服务|找(?:个|一个)?(?:真人|人工|客服人员|经理)|(?:真人|人工)(?:来|帮|处理|接)"
+    r"|(?:跟|和|同)(?:真人|人工|客服人员|你们经理)(?:说|谈|聊|沟通)"
 )
 
 
@@ -123,7 +133,8 @@ class Policies:
 class Texts:
     """The desk's own words, for replies no skill template writes.
 
-    ``pending_approval`` may use ``{action_text}``; ``skipped`` ``{actual}`` and ``{expected}``."""
+    ``pending_approval`` may use ``{action_text}``; ``skipped`` ``{actual}`` and ``{expected}``;
+    ``unsupported_language`` ``{languages}``; ``pending_action`` ``{action}`` and ``{amount}``."""
 
     greeting: str = "Hello! What can I help you with today?"
     clarify: str = ("I want to make sure I send you to the right place. Could you tell me a little more about "
@@ -145,6 +156,9 @@ class Texts:
     goodbye: str = "Thanks for getting in touch. Goodbye!"
     declined: str = "No problem, I won't do that. Is there anything else I can help with?"
     chat_banner: str = "Ask the desk anything it handles."
+    unsupported_language: str = "I'm sorry, I can only help in {languages}. Could you write to me in one of them?"
+    pending_action: str = "The {action} of {amount}"
+    pending_change: str = "This change"
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +185,11 @@ class Desk:
       found in them (a figure measured on training rows says so).
     * ``workflows``: declared procedures (``Workflow``, or a YAML file of them) the triage may
       choose as a whole plan; see ``deskline.definition.workflow``.
+    * ``migrations``: the Alembic folder of the desk's own tables, if it has any; see ``deskline.eventlog.desk_schema``.
+    * ``languages``: the languages the desk answers in, its default (the language of its texts
+      and templates) first; ``catalogs`` the folder of the others' catalogues (``es.po``...),
+      see ``deskline.i18n.catalog``. A message in any other language is answered, politely, in
+      the default language.
     """
 
     name: str
@@ -187,6 +206,54 @@ class Desk:
     description: str = ""
     training_data: Sequence[Path] = ()
     workflows: Sequence[Workflow | Path] = ()
+    migrations: Path | None = None
+    languages: Sequence[str] = ("en",)
+    catalogs: Path | str | None = None
+
+    @property
+    def default_language(self) -> str:
+        return self.languages[0] if self.languages else "en"
+
+    @cached_property
+    def catalog_map(self) -> dict[str, Catalog]:
+        """The catalogue of each declared language but the default (read once; a catalogue that
+        cannot be read raises ``CatalogError``, which ``validate`` reports as a problem)."""
+        from deskline.i18n.catalog import read_catalog
+
+        if self.catalogs is None:
+            return {}
+        folder = Path(self.catalogs)
+        return {lang: read_catalog(folder / f"{lang}.po", lang) for lang in self.languages[1:]}
+
+    def in_language(self, language: str | None) -> Desk:
+        """This desk speaking ``language``: its texts, templates, entity questions and escalation
+        replies from that language's catalogue (what it lacks stays as written). The desk itself
+        for its default language, or one it does not declare."""
+        if not language or language == self.default_language or language not in self.languages:
+            return self
+        return self._spoken.get(language) or self._speak(language)
+
+    @cached_property
+    def _spoken(self) -> dict[str, Desk]:
+        return {}
+
+    def _speak(self, language: str) -> Desk:
+        catalog = self.catalog_map.get(language)
+        if catalog is None:
+            return self
+        texts = {f.name: catalog(f"text.{f.name}", getattr(self.texts, f.name)) for f in fields(self.texts)}
+        spoken = replace(
+            self,
+            texts=Texts(**texts),
+            skills=tuple(replace(s, templates={k: catalog(f"template.{s.name}.{k}", v) for k, v in s.templates.items()})
+                         for s in self.skills),
+            entities=tuple(replace(e, question=catalog(f"question.{e.name}", e.question)) for e in self.entities),
+            policies=replace(self.policies, escalations=tuple(
+                replace(r, reply=catalog(f"escalation.{r.name}", r.reply) if r.reply else r.reply)
+                for r in self.policies.escalations)),
+        )
+        self._spoken[language] = spoken
+        return spoken
 
     @property
     def all_departments(self) -> tuple[str, ...]:

@@ -294,6 +294,15 @@ class Scored:
     outcome: str = ""
     reply: str | None = None
     model_calls: tuple[ModelCall, ...] = ()
+    language: str | None = None  # the customer's language (the row's label, else the desk's reading)
+    reply_language: str | None = None  # the reply's language (None: too short to tell, or no reply)
+
+    @property
+    def in_language(self) -> bool | None:
+        """Whether the reply is in the customer's language (None: no reply, or nothing to tell)."""
+        if self.reply is None or self.language is None or self.reply_language is None:
+            return None
+        return self.reply_language == self.language
 
     @property
     def misrouted(self) -> bool:
@@ -374,10 +383,26 @@ def summarise(rows: Sequence[Scored], labels: Sequence[str]) -> dict[str, Any]:
         "ambiguous_share": _r(rate(r.ambiguous for r in rows)),
         "failures": [{"case": r.case, "turn": r.turn, "text": r.text, "error": r.error} for r in rows if r.error],
     }
+    out["replies_in_language"] = _pass_rate(r.in_language for r in rows)
+    out["per_language"] = per_language(rows, labels)
     if trained is not None and 0 < trained < 1:
         out["held_out"] = _subset(routing([r for r in rows if not r.trained_on], labels))
     if any(r.ambiguous for r in rows):
         out["unambiguous"] = _subset(routing([r for r in rows if not r.ambiguous], labels))
+    return out
+
+
+def per_language(rows: Sequence[Scored], labels: Sequence[str]) -> dict[str, dict[str, object]]:
+    """Routing and replies per customer language: n, accuracy, macro-F1, replies in the language."""
+    found: dict[str, list[Scored]] = {}
+    for r in rows:
+        found.setdefault(r.language or "unknown", []).append(r)
+    out: dict[str, dict[str, object]] = {}
+    for language, group in sorted(found.items()):
+        route = routing(group, labels)
+        out[language] = {"n": len(group), "labelled": route["n"], "accuracy": route["accuracy"],
+                         "macro_f1": route["macro_f1"],
+                         "replies_in_language": _pass_rate(r.in_language for r in group)}
     return out
 
 

@@ -35,6 +35,7 @@ from deskline.evals.metrics import ABSTAIN, ERROR, Confusion, ModelCall, Scored,
 from deskline.eventlog.events import EscalationRequested, HandoffSent, ModelCalled, PlanMade, ReplySent, TurnHeld
 from deskline.handoffs.payload import RESERVED_DEPARTMENTS
 from deskline.hierarchy.desk import SupportDesk
+from deskline.i18n.detect import detect
 
 Engine = Literal["auto", "direct", "pydantic-evals"]
 
@@ -64,6 +65,8 @@ class Observed:
     latency_ms: float = 0.0
     error: str | None = None
     model_calls: tuple[ModelCall, ...] = ()  # each call the turn made: role, outcome, reason
+    language: str | None = None  # the language the desk answered in
+    reply_language: str | None = None  # the language the reply is written in (None: too short to tell)
 
     @property
     def label(self) -> str:
@@ -117,7 +120,9 @@ async def run_turn(desk: SupportDesk, conversation_id: str, text: str) -> Observ
         abstained=result.mode == "clarify" and result.stage == "fallback", outcome=outcome,
         grounded=grounded, reply=result.reply, steps=steps, handed_off=tuple(handed),
         escalation_summary=summary, llm_calls=calls, input_tokens=tokens_in,
-        output_tokens=tokens_out, cost_usd=cost, latency_ms=latency, model_calls=tuple(made))
+        output_tokens=tokens_out, cost_usd=cost, latency_ms=latency, model_calls=tuple(made),
+        language=result.language,
+        reply_language=detect(result.reply, tuple(desk.definition.languages)).language if result.reply else None)
 
 
 def _entity_pairs(entities: Any) -> list[tuple[str, str]]:
@@ -235,6 +240,7 @@ def scored_rows(report: EvaluationReport[Dialogue, Any, dict[str, Any]]) -> list
     for case in report.cases:
         meta = case.metadata or {}
         trained, ambiguous = meta.get("trained_on", ()), meta.get("ambiguous", ())
+        extra = meta.get("extra", ())
         pairs = zip(case.expected_output or (), case.output, strict=False)
         for i, (expect, seen) in enumerate(pairs):
             rows.append(Scored(
@@ -249,8 +255,15 @@ def scored_rows(report: EvaluationReport[Dialogue, Any, dict[str, Any]]) -> list
                 latency_ms=seen.latency_ms, error=seen.error, outcome=seen.outcome,
                 trained_on=bool(trained[i]) if i < len(trained) else False,
                 ambiguous=bool(ambiguous[i]) if i < len(ambiguous) else False, reply=seen.reply,
-                model_calls=seen.model_calls))
+                model_calls=seen.model_calls, language=_language(extra[i] if i < len(extra) else {}, seen),
+                reply_language=seen.reply_language))
     return rows
+
+
+def _language(extra: Any, seen: Observed) -> str | None:
+    """The message's language: the row's ``lang`` (or ``language``) label, else the desk's answer."""
+    labelled = extra.get("lang") or extra.get("language") if isinstance(extra, dict) else None
+    return str(labelled).strip().lower() if labelled else seen.language
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,8 @@ class CustomerMessaged(_Event):
     type: Literal["customer_messaged"] = "customer_messaged"
     text: str
     client_message_id: str | None = None
+    language: str | None = None  # the language the desk answers this message in (sticky)
+    detected: str | None = None  # the message's own language, None when too short to tell
 
 
 class StrategyDecided(_Event):
@@ -223,6 +225,7 @@ class EscalationRequested(_Event):
     actions_taken: tuple[str, ...] = ()
     pending_action: dict[str, str] | None = None
     rule: str = ""  # the desk's escalation rule that matched, if one did
+    language: str | None = None  # the conversation's language, for the person who takes it
 
 
 class EscalationClaimed(_Event):

@@ -57,6 +57,8 @@ class TurnView:
     first_seq: int = 0
     last_seq: int = 0
     accepted_at: float = 0.0  # when the message was stored (epoch seconds)
+    language: str | None = None  # the language the turn is answered in (None: events before languages)
+    detected: str | None = None  # the message's own language (None: too short to tell)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,12 @@ class ConversationState:
     @property
     def turn_count(self) -> int:
         return len(self.turns)
+
+    @property
+    def language(self) -> str | None:
+        """The conversation's language: its latest message's (sticky: a message too short to
+        tell keeps the one before)."""
+        return next((t.language for t in reversed(self.turns) if t.language), None)
 
     def turn_for_message(self, client_message_id: str) -> TurnView | None:
         return next((t for t in self.turns if t.client_message_id == client_message_id), None)
@@ -228,7 +236,7 @@ def _apply(b: _Builder, r: Recorded) -> None:
             b.done.append(TurnView(**b.turns.pop()))
         b.turns.append({"turn": r.turn, "message_seq": r.seq, "text": e.text,
                         "client_message_id": e.client_message_id, "first_seq": r.seq, "last_seq": r.seq,
-                        "accepted_at": r.at})
+                        "accepted_at": r.at, "language": e.language, "detected": e.detected})
         b.history.append(HistoryItem(role="customer", text=e.text, seq=r.seq))
     elif isinstance(e, StrategyDecided):
         b.negative_streak = b.negative_streak + 1 if e.sentiment < 0 else 0

@@ -38,6 +38,7 @@ class QueueEntry:
     claimed_by: str | None = None
     claimed_at: float | None = None
     last_human_reply_at: float | None = None
+    language: str | None = None
 
     def breaching(self, now: float, sla_s: float) -> bool:
         """Unclaimed for longer than the SLA allows."""
@@ -55,7 +56,7 @@ class HumanQueue:
         cid = r.conversation_id
         if isinstance(e, EscalationRequested):
             self._entries[cid] = QueueEntry(cid, r.seq, mask(e.reason), e.priority, mask(e.summary),
-                                            e.actions_taken, e.pending_action, r.at)
+                                            e.actions_taken, e.pending_action, r.at, language=e.language)
         elif isinstance(e, EscalationClaimed) and cid in self._entries:
             self._entries[cid] = replace(self._entries[cid], claimed_by=e.agent_name, claimed_at=r.at)
         elif isinstance(e, ActionDecided) and cid in self._entries:

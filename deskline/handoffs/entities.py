@@ -15,12 +15,13 @@ The constructors cover the usual shapes without a regular expression of your own
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any, Literal
 
+from deskline.handoffs.money import find_amounts
 from deskline.handoffs.payload import NAME_PATTERN, Entities, Money, money_value
 
 EntityKind = Literal["id", "money", "text"]
@@ -58,49 +59,15 @@ def id_entity(name: str, prefix: str, *more_prefixes: str, digits: tuple[int, in
     one of the prefixes."""
     prefixes = (prefix, *more_prefixes)
     alternatives = "|".join(re.escape(p) for p in sorted(prefixes, key=len, reverse=True))
-    pattern = re.compile(rf"\b({alternatives})[-\s#]?(\d{{{digits[0]},{digits[1]}}})\b", re.IGNORECASE)
+    # ASCII boundaries, not \b: in "发票INV-1001的" the Han characters are word characters too.
+    pattern = re.compile(rf"(?<![A-Za-z0-9])({alternatives})[-\s#]?(\d{{{digits[0]},{digits[1]}}})(?![0-9])",
+                         re.IGNORECASE)
 
     def find(text: str) -> Iterable[str]:
         return (f"{m.group(1).upper()}-{m.group(2)}" for m in pattern.finditer(text))
 
     return EntityType(name, find, "id", personal, question or f"Could you tell me the {_words(name)}? "
                       f"It starts with {prefix}-.", description or f"a reference like {prefix}-1001", resolve)
-
-
-_AMOUNT_SYMBOL = re.compile(r"([$€£])\s?(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{1,2}))?(?!\d)")
-_AMOUNT_CODE = re.compile(
-    r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{1,2}))?\s?(USD|EUR|GBP|dollars?|euros?|pounds?)\b",
-    re.IGNORECASE,
-)
-_SYMBOL_CURRENCY = {"$": "USD", "€": "EUR", "£": "GBP"}
-_WORD_CURRENCY = {"dollar": "USD", "euro": "EUR", "pound": "GBP"}
-
-
-def _money(whole: str, cents: str | None, currency: str) -> Money | None:
-    try:
-        amount = Decimal(whole.replace(",", "") + "." + (cents or "0"))
-    except InvalidOperation:
-        return None
-    return Money(amount=amount.quantize(Decimal("0.01")), currency=currency)
-
-
-def _currency(token: str) -> str:
-    low = token.lower().rstrip("s")
-    return _WORD_CURRENCY.get(low, token.upper())
-
-
-def find_amounts(text: str) -> list[Money]:
-    """Every amount written with a currency symbol, code or word."""
-    amounts: list[Money] = []
-    for m in _AMOUNT_SYMBOL.finditer(text):
-        money = _money(m.group(2), m.group(3), _SYMBOL_CURRENCY[m.group(1)])
-        if money is not None:
-            amounts.append(money)
-    for m in _AMOUNT_CODE.finditer(text):
-        money = _money(m.group(1), m.group(2), _currency(m.group(3)))
-        if money is not None:
-            amounts.append(money)
-    return amounts
 
 
 def money_entity(name: str = "amount", question: str = "Could you tell me the amount, with its currency?",
@@ -151,6 +118,7 @@ class Extractor:
         self.extract = lru_cache(maxsize=4096)(self._extract)
 
     def _extract(self, text: str) -> Entities:
+        text = unicodedata.normalize("NFKC", text)  # full-width "ＩＮＶ－１００１" is INV-1001
         values: dict[str, tuple[str, ...]] = {}
         for entity in self.types:
             found = tuple(dict.fromkeys(entity.find(text)))

@@ -11,14 +11,15 @@ placeholders, the prompt's own words, or a reply that drops the facts the draft 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from datetime import date
 from decimal import Decimal
 
-from deskline.handoffs.entities import find_amounts
+from deskline.handoffs.money import find_amounts
 from deskline.handoffs.payload import AgentResult
 
-_ID = re.compile(r"\b[A-Z]{1,5}-\d{2,}\b")
+_ID = re.compile(r"(?<![A-Za-z0-9])[A-Z]{1,5}-\d{2,}(?![0-9])")  # ASCII bounds: "发票INV-1001已"
 _MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
            "november", "december")
 _MONTH = r"(january|february|march|april|may|june|july|august|september|october|november|december)"
@@ -26,6 +27,10 @@ _DATE_MDY = re.compile(rf"\b{_MONTH}\s+(\d{{1,2}}),?\s+(\d{{4}})\b", re.IGNORECA
 _DATE_DMY = re.compile(rf"\b(\d{{1,2}})\s+{_MONTH},?\s+(\d{{4}})\b", re.IGNORECASE)
 _DATE_ISO = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
 _DATE_SLASH = re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{4})\b")
+_MESES = ("enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre", "octubre",
+          "noviembre", "diciembre")
+_DATE_ES = re.compile(rf"\b(\d{{1,2}})\s+de\s+({'|'.join(_MESES)}|setiembre)\s+de(?:l)?\s+(\d{{4}})\b", re.IGNORECASE)
+_DATE_CJK = re.compile(r"(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*[日号]")
 _TIME = re.compile(r"\b([01]?\d|2[0-3]):([0-5]\d)\b")
 
 _ROLE = re.compile(r"(?im)^\s*(?:customer|assistant|user|system|agent|human|ai|bot|desk)\s*:")
@@ -37,7 +42,7 @@ SHINGLE = 6  # words: a reply repeating this many consecutive words of its promp
 
 
 def _squash(text: str) -> str:
-    return re.sub(r"\s+", " ", text)
+    return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text))
 
 
 def ids_in(text: str) -> set[str]:
@@ -49,7 +54,8 @@ def amounts_in(text: str) -> set[tuple[Decimal, str]]:
 
 
 def dates_in(text: str) -> set[date]:
-    """Every date written as "March 14, 2025", "14 March 2025", "2025-03-14" or "3/14/2025"."""
+    """Every date written as "March 14, 2025", "14 March 2025", "2025-03-14", "3/14/2025",
+    "14 de marzo de 2025" or "2025年3月14日"."""
     text = _squash(text)
     found: set[date] = set()
     for m in _DATE_MDY.finditer(text):
@@ -57,6 +63,11 @@ def dates_in(text: str) -> set[date]:
     for m in _DATE_DMY.finditer(text):
         found.update(_date(int(m.group(3)), _MONTHS.index(m.group(2).lower()) + 1, int(m.group(1))))
     for m in _DATE_ISO.finditer(text):
+        found.update(_date(int(m.group(1)), int(m.group(2)), int(m.group(3))))
+    for m in _DATE_ES.finditer(text):  # "14 de marzo de 2025"
+        month = m.group(2).lower()
+        found.update(_date(int(m.group(3)), 9 if month == "setiembre" else _MESES.index(month) + 1, int(m.group(1))))
+    for m in _DATE_CJK.finditer(text):  # "2025年3月14日"
         found.update(_date(int(m.group(1)), int(m.group(2)), int(m.group(3))))
     for m in _DATE_SLASH.finditer(text):  # month first, as the desk's customers in the US write it
         found.update(_date(int(m.group(3)), int(m.group(1)), int(m.group(2))))

@@ -49,10 +49,11 @@ from deskline.eventlog.events import (
     TurnHeld,
 )
 from deskline.eventlog.projections import ConversationState, TurnView, advance
+from deskline.eventlog.nonblocking import AsyncEventStore, nonblocking
 from deskline.eventlog.states import ConversationStates
 from deskline.eventlog.store import EventStore
 from deskline.handoffs import escalation
-from deskline.handoffs.payload import HUMAN, AgentResult, Case, Entities, Offer, Topic
+from deskline.handoffs.payload import HUMAN, OTHER, AgentResult, Case, Entities, Offer, Topic
 from deskline.handoffs.plan import Plan
 from deskline.hierarchy import conversation
 from deskline.hierarchy import strategy as strategy_rules
@@ -62,6 +63,8 @@ from deskline.hierarchy.strategy import Strategy
 from deskline.hierarchy.tactical import Tactician
 from deskline.hierarchy.turn import TurnResult, clean_text, new_conversation_id, result_of
 from deskline.hierarchy.writer import Reply, TemplateWriter
+from deskline.i18n.detect import detect, resolve
+from deskline.i18n.formats import language_names
 from deskline.logs import ensure_configured
 from deskline.observe.hooks import NullObserver, Observer
 from deskline.observe.tracing import span
@@ -92,6 +95,7 @@ class SupportDesk:
         ensure_configured(self.settings.log_format, self.settings.log_level)
         self.models = models
         self.store = store
+        self._aio: tuple[EventStore, AsyncEventStore] | None = None
         self.states = ConversationStates(store, self.settings.state_cache)
         self.registry = desk.registry
         if classifier is None:
@@ -102,7 +106,12 @@ class SupportDesk:
                                    models)
         self.operator = Operator(self.registry, records, self.settings.step_timeout_s, self.settings.step_retries,
                                  frozenset(desk.extractor.by_name), desk.policies.actions)
-        self.writer = TemplateWriter(desk)
+        self.writers = {lang: TemplateWriter(desk, lang) for lang in desk.languages or (desk.default_language,)}
+        self.writer = self.writers[desk.default_language]
+
+    def writer_for(self, language: str | None) -> TemplateWriter:
+        """The template writer of ``language`` (the desk's default for one it does not speak)."""
+        return self.writers.get(language or "", self.writer)
 
     @property
     def records(self) -> Any:
@@ -119,7 +128,7 @@ class SupportDesk:
         message = clean_text(text, self.settings.max_message_chars)
         cid = conversation_id or new_conversation_id()
         for attempt in range(MAX_ATTEMPTS):
-            state = self.states.load(cid)
+            state = await self.states.aload(cid, self.aio)
             seen = state.turn_for_message(client_message_id) if client_message_id else None
             if seen is not None and seen.complete:
                 return result_of(state, seen, appended=0, duplicate=True)
@@ -133,19 +142,26 @@ class SupportDesk:
                                     [ConversationOpened(customer_id=self.settings.default_customer or "",
                                                         verified_at=time.time(), verified_by="operator")])
             try:
-                accepted = self.append(cid, state.last_seq, state.turn_count + 1,
-                                       [*opening, CustomerMessaged(text=message, client_message_id=client_message_id)],
-                                       leased=True)
+                accepted = await self.append_async(cid, state.last_seq, state.turn_count + 1,
+                                                   [*opening, self._message(state, message, client_message_id)],
+                                                   leased=True)
             except ConcurrencyConflict:
                 self.states.forget(cid)
                 await _backoff(attempt)
                 continue
-            mine = self.states.extend(cid, accepted)
+            mine = await self.states.aextend(cid, accepted, self.aio)
             return _waited(await self._finish(mine, accepted=len(accepted),
                                               structured_only=structured_only, target=mine.turns[-1].turn,
                                               leased=True))
         raise ConcurrencyConflict(f"conversation {cid} kept moving; gave up after {MAX_ATTEMPTS} attempts",
                                   conversation_id=cid)
+
+    def _message(self, state: ConversationState, text: str, client_message_id: str | None) -> CustomerMessaged:
+        """The message as accepted: with its own language and the one the desk answers it in."""
+        languages = tuple(self.definition.languages)
+        detected = detect(text, languages).language
+        return CustomerMessaged(text=text, client_message_id=client_message_id, detected=detected,
+                                language=resolve(detected, state.language, languages))
 
     async def recover(self, conversation_id: str, *, wait: bool = True) -> TurnResult | None:
         """Finish the conversation's accepted but unanswered message, if it has one.
@@ -153,7 +169,7 @@ class SupportDesk:
         With ``wait``, a turn another desk holds is waited for (its lease runs out if that desk
         died); without, it is left to its holder.
         """
-        state = self.states.load(conversation_id)
+        state = await self.states.aload(conversation_id, self.aio)
         if state.open_turn() is None:
             return None
         return await self._finish(state, wait=wait)
@@ -161,15 +177,41 @@ class SupportDesk:
     async def recover_all(self, accepted_before: float | None = None, *, wait: bool = True) -> list[TurnResult]:
         """Finish every unfinished turn in the store (at start-up, after a crash)."""
         done = []
-        for conversation_id, _turn in self.store.unfinished(accepted_before):
+        for conversation_id, _turn in await self.aio.unfinished(accepted_before):
             result = await self.recover(conversation_id, wait=wait)
             if result is not None:
                 done.append(result)
         return done
 
+    @property
+    def aio(self) -> AsyncEventStore:
+        """The store as the turns use it: awaitable, never blocking the loop (``nonblocking``);
+        it follows ``store`` when the API wraps that to publish appends."""
+        if self._aio is None or self._aio[0] is not self.store:
+            self._aio = (self.store, nonblocking(self.store))
+        return self._aio[1]
+
+    async def append_async(self, cid: str, expected: int, turn: int, events: list[Event], *,
+                           leased: bool = False) -> list[Recorded]:
+        """``append`` through the awaitable store: what the turns use."""
+        started = time.perf_counter()
+        try:
+            if leased:
+                appended = await self.aio.append(cid, expected, turn, events, holder=self.holder,
+                                                 ttl_s=self.settings.turn_lease_s)
+            else:
+                appended = await self.aio.append(cid, expected, turn, events)
+        except ConcurrencyConflict:
+            self.observer.store_append(time.perf_counter() - started, conflict=True)
+            raise
+        self.observer.store_append(time.perf_counter() - started, conflict=False)
+        self.observer.appended(appended)
+        return appended
+
     def append(self, cid: str, expected: int, turn: int, events: list[Event], *,
                leased: bool = False) -> list[Recorded]:
-        """Append through the store, telling the observer how long it took and what went in.
+        """Append through the synchronous store (human commands and API handlers in worker
+        threads, the CLI), telling the observer how long it took and what went in.
 
         ``leased``: the turn is this desk's (a message it accepts) or must still be (a decision).
         """
@@ -211,14 +253,14 @@ class SupportDesk:
             turn = next(t for t in state.turns if t.turn == target)
             if turn.complete:  # answered, by this desk's append or another's
                 return result_of(state, turn, appended=accepted, duplicate=duplicate)
-            if not leased and not self.store.lease(cid, turn.turn, self.holder, self.settings.turn_lease_s):
+            if not leased and not await self.aio.lease(cid, turn.turn, self.holder, self.settings.turn_lease_s):
                 if not wait:
                     return None
                 if time.monotonic() > deadline:
                     raise ConcurrencyConflict(f"turn {turn.turn} of {cid} is still being decided elsewhere",
                                               conversation_id=cid, turn=turn.turn)
                 await asyncio.sleep(min(0.2, 0.01 * attempt))
-                state = self.states.load(cid)
+                state = await self.states.aload(cid, self.aio)
                 continue
             leased = False  # a later round takes the lease again
             bound = log.bind(conversation_id=cid, turn=turn.turn)
@@ -227,11 +269,11 @@ class SupportDesk:
                 # Appended only while the lease is still ours: a stall past it lets another desk
                 # take the turn, and then its decision stands and this one is dropped (actions
                 # repeat nothing: idempotency keys).
-                appended = self.append(cid, state.last_seq, turn.turn, events, leased=True)
+                appended = await self.append_async(cid, state.last_seq, turn.turn, events, leased=True)
             except LeaseLost:
                 bound.warning("turn.lease_lost")
                 self.states.forget(cid)
-                state = self.states.load(cid)
+                state = await self.states.aload(cid, self.aio)
                 continue
             except ConcurrencyConflict:
                 bound.info("turn.conflict", expected_seq=state.last_seq)
@@ -239,7 +281,7 @@ class SupportDesk:
                     raise
                 await _backoff(attempt)
                 self.states.forget(cid)
-                state = self.states.load(cid)
+                state = await self.states.aload(cid, self.aio)
                 continue
             self.states.record(cid, appended)
             done = advance(turn, appended)
@@ -271,13 +313,25 @@ class SupportDesk:
         reply and an escalation naming the error, and the traceback goes to the log.
         """
         try:
-            return await self.decide(state, turn, **options)
+            return self._in_language(turn, await self.decide(state, turn, **options))
         except Exception as exc:
             log.exception("turn.failed", conversation_id=state.conversation_id, turn=turn.turn)
             reason = f"the desk failed to decide this turn ({type(exc).__name__})"
-            return [*self._escalate(turn.text, "", state.entities, [], (reason,)),
-                    ReplySent(text=self.definition.texts.holding, department=HUMAN, mode="escalate",
-                              escalated=True, outcome="failed")]
+            return self._in_language(turn, [
+                *self._escalate(turn.text, "", state.entities, [], (reason,)),
+                ReplySent(text=self.writer_for(turn.language).texts.holding, department=HUMAN, mode="escalate",
+                          escalated=True, outcome="failed")])
+
+    def _in_language(self, turn: TurnView, events: list[Event]) -> list[Event]:
+        """Escalations marked with the conversation's language, named in the summary when it is
+        not the desk's default, so the person who takes it knows before opening it."""
+        language = turn.language
+        if language is None:
+            return events
+        note = "" if language == self.definition.default_language else \
+            f"In {language_names((language,), 'en')} ({language}). "
+        return [e.model_copy(update={"language": language, "summary": note + e.summary})
+                if isinstance(e, EscalationRequested) else e for e in events]
 
     async def decide(self, state: ConversationState, turn: TurnView, *, operator: Operator | None = None,
                      models: ModelGateway | None = None, cache: RouteCache | None = None,
@@ -291,19 +345,23 @@ class SupportDesk:
         operator = operator or self.operator
         models = models if models is not None else self.models
         text = turn.text
+        writer = self.writer_for(turn.language)
+        speaking = writer.desk  # the definition in the turn's language: its texts and replies
         said = self.definition.extractor(text)
         referred = self._referred(state, text, said)
         said = said.merged(referred) if not referred.is_empty() else said
         entities = state.entities.merged(said)
         clock = time.perf_counter()
         with span("deskline.strategy"):
-            strategy = strategy_rules.decide(state, text, said, self.settings, self.definition)
+            strategy = strategy_rules.decide(state, text, said, self.settings, speaking)
         clock = self._lap("strategy", clock)
         events: list[Event] = [StrategyDecided(owner=strategy.owner, action=strategy.action,
                                                reasons=strategy.reasons, constraints=strategy.constraints,
                                                sentiment=strategy.sentiment)]
         if strategy.action == "hold":
             return [*events, TurnHeld(reason=strategy.reasons[0])]
+        if turn.detected and turn.detected not in self.definition.languages and strategy.action != "escalate":
+            return [*events, ReplySent(text=self._unsupported(), department=OTHER, mode="clarify", outcome="unclear")]
         budget = TurnBudget(max_calls=strategy.constraints.max_llm_calls,
                             max_cost_usd=strategy.constraints.max_cost_usd,
                             conversation_spent_usd=state.spent_usd,
@@ -329,13 +387,13 @@ class SupportDesk:
                                else said.merged(found)))
         if plan.mode == "escalate":
             reasons = strategy.reasons if strategy.action == "escalate" else (plan.reason,)
-            said_reply = strategy.reply if strategy.action == "escalate" else self.definition.escalation_reply()
+            said_reply = strategy.reply if strategy.action == "escalate" else speaking.escalation_reply()
             rule = strategy.rule if strategy.action == "escalate" else ""
             return [*events, *self._escalate(text, plan.intent, entities, [], reasons, strategy.priority, rule),
                     ReplySent(text=said_reply, department=HUMAN, mode="escalate",
                               escalated=True, outcome="escalated", llm_calls=budget.calls)]
         if plan.mode == "clarify":
-            said_text = move[1].reply if move is not None else self._question(plan, text)
+            said_text = move[1].reply if move is not None else self._question(writer, plan, text)
             outcome = "unclear" if plan.stage in ("fallback", "llm") else "answered"
             return [*events, ReplySent(text=said_text, department=plan.department, mode="clarify",
                                        outcome=outcome, llm_calls=budget.calls, offer_closed=closes_offer)]
@@ -348,37 +406,38 @@ class SupportDesk:
         clock = self._lap("operation", clock)
         events.extend(run.events)
         with span("deskline.writer") as writer_span:
-            plan, run, reply = await self._write(models, tactician, operator, state, text, entities, strategy,
-                                                 budget, case, plan, run, events, structured_only)
+            plan, run, reply = await self._write(writer, models, tactician, operator, state, text, entities,
+                                                 strategy, budget, case, plan, run, events, structured_only)
             writer_span.set_attribute("deskline.grounded", reply.grounded)
         self._lap("writer", clock)
         topic = conversation.topic_of(self.definition, plan, entities, run.results, turn.turn)
         offer = conversation.offer_of(self.definition, run.results)
-        return [*events, *self._reply(text, plan, entities, run, reply, budget.calls, topic, offer, closes_offer)]
+        return [*events, *self._reply(writer, text, plan, entities, run, reply, budget.calls, topic, offer,
+                                      closes_offer)]
 
     def _lap(self, stage: str, since: float) -> float:
         now = time.perf_counter()
         self.observer.stage(stage, now - since)
         return now
 
-    async def _write(self, models: ModelGateway | None, tactician: Tactician, operator: Operator,
+    async def _write(self, writer: TemplateWriter, models: ModelGateway | None, tactician: Tactician, operator: Operator,
                      state: ConversationState, text: str, entities: Entities, strategy: Strategy,
                      budget: TurnBudget, case: Case, plan: Plan, run: Execution, events: list[Event],
                      structured_only: bool) -> tuple[Plan, Execution, Reply]:
         """The template reply, verified (and re-planned or re-run if the model says so), then
         rewritten by the model writer when one is configured."""
-        reply = self.writer.write(plan, run.results, text)
+        reply = writer.write(plan, run.results, text)
         if not reply.grounded and models is not None and models.has("planner"):
-            plan, run, reply = await self._verify(models, tactician, operator, state, text, entities, strategy,
-                                                  budget, case, plan, run, reply, events)
+            plan, run, reply = await self._verify(writer, models, tactician, operator, state, text, entities,
+                                                  strategy, budget, case, plan, run, reply, events)
         seen_before_writer = len(budget.attempts)
         if (reply.grounded and not run.escalations and not run.needs_info and not structured_only
                 and models is not None and models.has("writer")):
-            reply = await self._model_reply(models, text, run, reply, budget)
+            reply = await self._model_reply(models, text, run, reply, budget, writer.language)
         events.extend(_model_events(budget, "writer", start=seen_before_writer))
         return plan, run, reply
 
-    async def _verify(self, models: ModelGateway, tactician: Tactician, operator: Operator,
+    async def _verify(self, writer: TemplateWriter, models: ModelGateway, tactician: Tactician, operator: Operator,
                       state: ConversationState, text: str, entities: Entities, strategy: Strategy,
                       budget: TurnBudget, case: Case, plan: Plan, run: Execution, reply: Reply,
                       events: list[Event]) -> tuple[Plan, Execution, Reply]:
@@ -410,23 +469,24 @@ class SupportDesk:
                 events.append(PlanMade(plan=plan, entities=entities))
             run = await operator.execute(plan, case, strategy.constraints)
             events.extend(run.events)
-            reply = self.writer.write(plan, run.results, text)
+            reply = writer.write(plan, run.results, text)
             if reply.grounded:
                 break
         return plan, run, reply
 
     async def _model_reply(self, models: ModelGateway, text: str, run: Execution, draft: Reply,
-                           budget: TurnBudget) -> Reply:
+                           budget: TurnBudget, language: str) -> Reply:
         """The model writer's reply when it answers and stays grounded; else the template draft."""
         from deskline.hierarchy.model_writer import write_with_model
 
         try:
-            outcome = await models.call("writer", lambda m: write_with_model(m, text, run.results, draft.text), budget)
+            outcome = await models.call("writer", lambda m: write_with_model(m, text, run.results, draft.text, language),
+                                        budget)
         except BudgetExceeded:
             return draft
         return Reply(outcome.value) if outcome.value is not None else draft
 
-    def _reply(self, text: str, plan: Plan, entities: Entities, run: Execution, reply: Reply,
+    def _reply(self, writer: TemplateWriter, text: str, plan: Plan, entities: Entities, run: Execution, reply: Reply,
                llm_calls: int, topic: Topic | None = None, offer: Offer | None = None,
                closes_offer: bool = False) -> list[Event]:
         department, mode = plan.department, plan.mode
@@ -434,7 +494,7 @@ class SupportDesk:
             log.warning("reply.ungrounded", problems=reply.problems)
             esc = self._escalate(text, plan.intent, entities, run.results,
                                  (f"the reply named facts no result holds: {', '.join(reply.problems)}",))
-            return [*esc, ReplySent(text=self.definition.texts.holding, department=department, mode=mode,
+            return [*esc, ReplySent(text=writer.texts.holding, department=department, mode=mode,
                                     escalated=True, grounded=False, outcome="failed", llm_calls=llm_calls)]
         if run.escalations:
             reasons = run.escalation_reasons  # with what was undone and what could not be
@@ -445,22 +505,31 @@ class SupportDesk:
         return [ReplySent(text=reply.text, department=department, mode=mode, outcome=outcome, llm_calls=llm_calls,
                           topic=topic, offer=offer, offer_closed=closes_offer)]
 
-    def _question(self, plan: Plan, text: str) -> str:
-        """The model planner's own question when it passes the reply checks, else the desk's."""
+    def _question(self, writer: TemplateWriter, plan: Plan, text: str) -> str:
+        """The model planner's own question when it passes the reply checks (and is in the
+        conversation's language), else the desk's."""
         from deskline.hierarchy.checks import junk, ungrounded
         from deskline.hierarchy.planner import PLANNER_PROMPT
 
         if plan.question and not ungrounded(plan.question, [], said=text) \
-                and not junk(plan.question, "", (PLANNER_PROMPT,)):
+                and not junk(plan.question, "", (PLANNER_PROMPT,)) \
+                and detect(plan.question, (writer.language,)).language in (None, writer.language):
             return plan.question
-        return self.writer.write(plan, [], text).text
+        return writer.write(plan, [], text).text
+
+    def _unsupported(self) -> str:
+        """The polite reply to a message in a language the desk does not answer in, in its default."""
+        languages = tuple(self.definition.languages)
+        return self.writer.texts.unsupported_language.format(
+            languages=language_names(languages, self.definition.default_language))
 
     def _referred(self, state: ConversationState, text: str, said: Entities) -> Entities:
         return conversation.referred(self.definition, self.records, state, text, said)
 
     def _dialogue(self, tactician: Tactician, state: ConversationState, turn: TurnView, text: str, said: Entities,
                   referred: Entities, strategy: Strategy, entities: Entities) -> tuple[Plan, Move] | None:
-        return conversation.move(self.definition, tactician.classifier, state, turn.turn, text, said, referred,
+        return conversation.move(self.writer_for(turn.language).desk, tactician.classifier, state, turn.turn, text,
+                                 said, referred,
                                  strategy)
 
     def _escalate(self, text: str, intent: str, entities: Entities, results: Sequence[AgentResult],
@@ -477,27 +546,32 @@ class SupportDesk:
 
 class _LeaseKeeper:
     """Renews a turn's lease every third of its time while a long decision (model calls, slow
-    skills) runs; a timer on the loop, not a task, so a fast turn pays almost nothing for it.
+    skills) runs; a timer on the loop, not a task, so a fast turn pays almost nothing for it (a
+    renewal that falls due runs as a task, awaiting the store).
 
     A renewal that fails (a locked or unreachable database) is retried at the next tick; a lease
     found taken is left alone, and the decision's append checks it again.
     """
 
-    __slots__ = ("cid", "desk", "handle", "turn")
+    __slots__ = ("cid", "desk", "handle", "renewing", "turn")
 
     def __init__(self, desk: SupportDesk, cid: str, turn: int) -> None:
         self.desk, self.cid, self.turn = desk, cid, turn
         self.handle: asyncio.TimerHandle | None = None
+        self.renewing: asyncio.Task[None] | None = None
         self._schedule()
 
     def _schedule(self) -> None:
-        self.handle = asyncio.get_running_loop().call_later(self.desk.settings.turn_lease_s / 3, self._renew)
+        self.handle = asyncio.get_running_loop().call_later(self.desk.settings.turn_lease_s / 3, self._due)
 
-    def _renew(self) -> None:
+    def _due(self) -> None:
+        self.handle = None
+        self.renewing = asyncio.get_running_loop().create_task(self._renew())
+
+    async def _renew(self) -> None:
         desk = self.desk
         try:
-            if not desk.store.lease(self.cid, self.turn, desk.holder, desk.settings.turn_lease_s):
-                self.handle = None
+            if not await desk.aio.lease(self.cid, self.turn, desk.holder, desk.settings.turn_lease_s):
                 return
         except StoreError as exc:
             log.warning("turn.lease_renewal_failed", conversation_id=self.cid, turn=self.turn, error=exc.message)
@@ -507,6 +581,9 @@ class _LeaseKeeper:
         if self.handle is not None:
             self.handle.cancel()
             self.handle = None
+        if self.renewing is not None:
+            self.renewing.cancel()  # a renewal in flight: the decision's append checks the lease anyway
+            self.renewing = None
 
 
 def _verified_age(state: ConversationState, turn: TurnView) -> float | None:

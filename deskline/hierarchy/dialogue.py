@@ -33,37 +33,60 @@ CONFIDENT = 0.75  # a prediction this sure of another department is a new topic
 SURE = 0.97  # ... this sure, when the message points back at the topic with "it", "that", "one"
 SHORT = 12  # words: longer messages are read as new requests, not follow-ups
 
+_CJK_END = r"$|[，。！!,.？?\s]|请|吧|啊|呀|谢谢|麻烦|就"  # a Chinese "yes" is a whole word: 好 is not 好像
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _CONFIRM = re.compile(
     r"^(?:(?:oh\s+)?(?:yes|yeah|yep|yup|ya|sure|ok(?:ay)?|alright|please(?:\s+do)?|go\s+ahead|do\s+it|do\s+that"
     r"|sounds\s+good|that\s+would\s+be\s+(?:great|nice|good)|absolutely|of\s+course|definitely|great|perfect"
-    r"|i\s+(?:do|would|accept)|let'?s\s+do\s+(?:it|that)|y)\b)", re.IGNORECASE)
+    r"|i\s+(?:do|would|accept)|let'?s\s+do\s+(?:it|that)|y"
+    r"|s[ií]|claro|dale|vale|de\s+acuerdo|por\s+favor|adelante|hazlo|h[aá]galo|perfecto|est[aá]\s+bien|bueno)\b)"
+    rf"|^(?:好的|好啊|好吧|好呀|好|可以|行|是的|对的|对|嗯+|没问题|确认|麻烦(?:你|您)了|请办理)"
+    rf"(?={_CJK_END})", re.IGNORECASE)
 _DECLINE = re.compile(
     r"^(?:no|nope|nah|not\s+now|not\s+yet|no\s+thanks?|no\s+thank\s+you|don'?t|do\s+not|never\s*mind|leave\s+it"
-    r"|cancel\s+that|that'?s\s+(?:ok|okay|fine)|it'?s\s+(?:ok|okay|fine)|i'?m\s+(?:ok|good|fine))\b", re.IGNORECASE)
+    r"|cancel\s+that|that'?s\s+(?:ok|okay|fine)|it'?s\s+(?:ok|okay|fine)|i'?m\s+(?:ok|good|fine)"
+    r"|ahora\s+no|todav[ií]a\s+no|d[eé]jalo|olv[ií]dalo|mejor\s+no|as[ií]\s+est[aá]\s+bien|no\s+hace\s+falta)\b"
+    r"|^(?:不用|不要|不了|算了|先不|暂时不|不需要|没事|不必|别)", re.IGNORECASE)
 _BARE = re.compile(r"(?:yes|yeah|yep|yup|sure|ok(?:ay)?|please\s+do|go\s+ahead|do\s+it|yes\s+please|sure\s+thing"
-                   r"|please|no|nope|nah|no\s+thanks?|no\s+thank\s+you)\W*(?:please|thanks?)?\W*", re.IGNORECASE)
-_NEGATION = re.compile(r"\b(?:no|not|don'?t|never|nope)\b", re.IGNORECASE)
-_THANKS = re.compile(r"\b(?:thanks?|thank\s+you|thx|ty|cheers|appreciated?|much\s+obliged)\b", re.IGNORECASE)
+                   r"|please|no|nope|nah|no\s+thanks?|no\s+thank\s+you|s[ií]|claro|vale|s[ií],?\s+por\s+favor"
+                   r"|no,?\s+gracias|好的|好|可以|行|嗯+|是的|不用|不要|不了)\W*(?:please|thanks?|gracias|谢谢)?\W*",
+                   re.IGNORECASE)
+_NEGATION = re.compile(r"\b(?:no|not|don'?t|never|nope|nunca|tampoco)\b|不|没|别", re.IGNORECASE)
+_THANKS = re.compile(r"\b(?:thanks?|thank\s+you|thx|ty|cheers|appreciated?|much\s+obliged|gracias|te\s+lo\s+agradezco"
+                     r"|se\s+lo\s+agradezco)\b|谢谢|多谢|感谢|谢了|谢啦", re.IGNORECASE)
 _BYE = re.compile(r"^(?:bye|goodbye|good\s*bye|see\s+you|that'?s\s+(?:all|it|everything)|nothing\s+else"
-                  r"|have\s+a\s+(?:good|nice|great)\s+(?:day|one|evening))\b", re.IGNORECASE)
+                  r"|have\s+a\s+(?:good|nice|great)\s+(?:day|one|evening)"
+                  r"|adi[oó]s|hasta\s+luego|hasta\s+pronto|chao|chau|eso\s+es\s+todo|nada\s+m[aá]s)\b"
+                  r"|^(?:再见|拜拜|拜|就这样|没有了|没别的|没其他)", re.IGNORECASE)
 _CORRECTION = re.compile(
     r"\b(?:i\s+meant|i\s+mean|meant\s+to\s+say|not\s+that\s+one|wrong\s+(?:one|number|id)|that'?s\s+not\s+(?:it|the\s+one)"
-    r"|correction|i\s+made\s+a\s+mistake)\b|^(?:sorry|oops|actually)\b", re.IGNORECASE)
+    r"|correction|i\s+made\s+a\s+mistake|quise\s+decir|quer[ií]a\s+decir|me\s+equivoqu[eé]|no\s+es\s+es[ea])\b"
+    r"|^(?:sorry|oops|actually|perd[oó]n|perdona|disculpa|en\s+realidad)\b|我是说|我的意思是|说错了|不是那个|搞错了|更正",
+    re.IGNORECASE)
 _FOLLOW_UP = re.compile(
     r"^(?:and|also|what\s+about|how\s+about|how\s+long|how\s+much|how\s+come|when|why|where|which|is\s+it|was\s+it"
     r"|did\s+it|has\s+it|will\s+it|can\s+you|could\s+you|any\s+(?:update|news)|still|so|then|ok(?:ay)?\s+(?:and|but|so)"
-    r"|but|what\s+(?:is|was|does|if))\b|\b(?:it|that|this|them|the\s+other\s+one|that\s+one|this\s+one)\b",
+    r"|but|what\s+(?:is|was|does|if)|y|tambi[eé]n|qu[eé]\s+tal|cu[aá]nto|cu[aá]ndo|por\s+qu[eé]|d[oó]nde|cu[aá]l"
+    r"|sigue|entonces|pero)\b|\b(?:it|that|this|them|the\s+other\s+one|that\s+one|this\s+one|eso|esa|ese|esto"
+    r"|la\s+otra|el\s+otro)\b|^(?:那|还有|那么|然后|另外|什么时候|为什么|多久|怎么)|它|这个|那个|另一个|这笔|那笔",
     re.IGNORECASE)
 _DIDNT_WORK = re.compile(
     r"\b(?:didn'?t|did\s+not|haven'?t|have\s+not|hasn'?t|has\s+not|never|not|doesn'?t|does\s+not)\s+"
     r"(?:get|got|receive|received|arrive|arrived|come|came|work|worked|go\s+through|gone\s+through|show\s+up)\b"
-    r"|\bstill\s+(?:locked|blocked|not|no|nothing|waiting|pending|failing)\b|\b(?:try|do)\s+(?:it|that)\s+again\b",
+    r"|\bstill\s+(?:locked|blocked|not|no|nothing|waiting|pending|failing)\b|\b(?:try|do)\s+(?:it|that)\s+again\b"
+    r"|\bno\s+(?:me\s+)?(?:ha\s+)?(?:lleg[oó]|llegado|funcion[oó]|funciona|recib[ií])\b|\bsigue\s+(?:bloquead|sin|pendiente)"
+    r"|\b(?:otra\s+vez|de\s+nuevo)\b|没(?:有)?(?:收到|到账|成功|用)|还是(?:不行|没|锁|登不)|再(?:试|来|发)一(?:次|遍)|又失败",
     re.IGNORECASE)
-_QUESTION = re.compile(r"^(?:why|when|how|what|where|which|who|whose|is|was|are|were|did|does|do|has|have|had)\b"
-                       r"|\?\s*$", re.IGNORECASE)
-_REQUEST = re.compile(r"\b(?:can|could|would|will)\s+you\b|\bplease\b|^(?:do|go)\s+ahead\b", re.IGNORECASE)
-_BACK = re.compile(r"\b(?:it|its|it'?s|that|this|them|they|one|ones|the\s+same)\b", re.IGNORECASE)
-_OTHER_ONE = re.compile(r"\b(?:the\s+other\s+one|the\s+other|another\s+one|the\s+second\s+one)\b", re.IGNORECASE)
+_QUESTION = re.compile(r"^(?:why|when|how|what|where|which|who|whose|is|was|are|were|did|does|do|has|have|had"
+                       r"|por\s+qu[eé]|cu[aá]ndo|c[oó]mo|qu[eé]|d[oó]nde|cu[aá]l|qui[eé]n)\b|^¿"
+                       r"|[?？]\s*$|[吗呢]\s*$|^(?:为什么|什么时候|怎么|哪|谁|是不是|有没有)", re.IGNORECASE)
+_REQUEST = re.compile(r"\b(?:can|could|would|will)\s+you\b|\bplease\b|^(?:do|go)\s+ahead\b"
+                      r"|\b(?:puedes|podr[ií]as|puede|podr[ií]a)\b|\bpor\s+favor\b|请|帮我|麻烦|能不能|可不可以|可以帮",
+                      re.IGNORECASE)
+_BACK = re.compile(r"\b(?:it|its|it'?s|that|this|them|they|one|ones|the\s+same|eso|esa|ese|esto|esta|este"
+                   r"|lo\s+mismo)\b|它|这个|那个|这笔|那笔|同一个", re.IGNORECASE)
+_OTHER_ONE = re.compile(r"\b(?:the\s+other\s+one|the\s+other|another\s+one|the\s+second\s+one|la\s+otra|el\s+otro"
+                       r"|la\s+segunda|el\s+segundo)\b|另一个|另外一个|另一笔|第二个|第二笔", re.IGNORECASE)
 
 
 class Prediction(Protocol):
@@ -113,7 +136,9 @@ def plan_for(move: Move, department: str, registry: Registry, prediction: Predic
 
 
 def words(text: str) -> int:
-    return len(text.split())
+    """Words in ``text``; Chinese, written without spaces, counts two characters a word."""
+    han = len(_HAN.findall(text))
+    return len(_HAN.sub(" ", text).split()) + (han + 1) // 2
 
 
 def step(*, topic: Topic | None, offer: Offer | None, turn: int, text: str, named: Entities,

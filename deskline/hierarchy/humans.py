@@ -23,7 +23,6 @@ from deskline.eventlog.projections import ConversationState, fold, history_at
 from deskline.handoffs.plan import PlanStep
 from deskline.hierarchy.desk import SupportDesk
 from deskline.hierarchy.turn import clean_text
-from deskline.hierarchy.writer import TemplateWriter
 
 MAX_ATTEMPTS = 10
 
@@ -129,7 +128,7 @@ class HumanConsole:
             update={"approval_limit": Decimal("Infinity"), "allow_actions": True, "approved_by": agent})})
         step = PlanStep(step_id=handoff.step_id, agent=handoff.agent, skill=handoff.skill)
         result, events = await self.desk.operator.run_step(step, approved)
-        text = TemplateWriter(self.desk.definition).render(result)
+        text = self.desk.writer_for(state.language).render(result)  # in the conversation's language
         decided: list[Event] = [ActionDecided(agent_name=agent, approved=result.ok, idempotency_key=key,
                                               facts=result.facts), *events]
         if result.ok:

@@ -16,6 +16,8 @@ from pydantic_ai.models import Model
 
 from deskline.handoffs.payload import AgentResult
 from deskline.hierarchy.checks import junk, ungrounded
+from deskline.i18n.detect import detect
+from deskline.i18n.formats import language_names
 from deskline.routing.adapter import InvalidOutput
 
 WRITER_PROMPT = """\
@@ -25,9 +27,12 @@ the draft says. Use only the facts given: never add an amount, date, id or promi
 them. Do not mention agents, tools or drafts."""
 
 
-async def write_with_model(model: Model, text: str, results: Sequence[AgentResult], draft: str) -> str:
+async def write_with_model(model: Model, text: str, results: Sequence[AgentResult], draft: str,
+                           language: str = "en") -> str:
+    """The model's reply, in ``language``, or ``InvalidOutput`` saying why it cannot be sent."""
     facts = [{"skill": r.skill, "status": r.status, "facts": r.facts} for r in results]
-    prompt = f"Customer: {text}\n\nFacts: {json.dumps(facts)}\n\nDraft: {draft}"
+    prompt = (f"Customer: {text}\n\nFacts: {json.dumps(facts, ensure_ascii=False)}\n\nDraft: {draft}"
+              f"\n\nWrite the reply in {language_names((language,), 'en')}.")
     response = await model_request(model, [ModelRequest(parts=[SystemPromptPart(content=WRITER_PROMPT),
                                                                UserPromptPart(content=prompt)])])
     reply = "".join(p.content for p in response.parts if isinstance(p, TextPart)).strip()
@@ -37,6 +42,9 @@ async def write_with_model(model: Model, text: str, results: Sequence[AgentResul
     if problems:
         raise InvalidOutput(f"the reply states facts no result holds: {', '.join(problems)}")
     refused = junk(reply, draft, (WRITER_PROMPT,))
+    written_in = detect(reply, (language,)).language
+    if written_in not in (None, language):
+        refused.append(f"the reply is in {written_in}, not the conversation's {language}")
     if refused:
         raise InvalidOutput("; ".join(refused))
     return reply

@@ -28,6 +28,7 @@ class TurnResult:
     intent: str = ""
     confidence: float = 0.0
     stage: str = ""
+    language: str | None = None  # the language the desk answered in
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -46,6 +47,7 @@ class TurnResult:
             "intent": self.intent,
             "confidence": round(self.confidence, 4),
             "stage": self.stage,
+            "language": self.language,
         }
 
 
@@ -96,4 +98,5 @@ def result_of(state: ConversationState, turn: TurnView, *, appended: int, duplic
         cost_usd=turn.cost_usd,
         latency_ms=turn.latency_ms,
         stage=turn.stage,
+        language=turn.language,
     )

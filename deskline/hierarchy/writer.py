@@ -8,13 +8,14 @@ reply must appear in the results (or the customer's own message, for ids they na
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from deskline.definition import Desk
 from deskline.handoffs.payload import OTHER, AgentResult
 from deskline.handoffs.plan import Plan
 from deskline.hierarchy.checks import ungrounded
+from deskline.i18n.formats import localise_facts
 
 __all__ = ["Reply", "TemplateWriter", "ungrounded"]
 
@@ -27,12 +28,21 @@ class Reply:
 
 
 class TemplateWriter:
-    """The embedded writer: templates only, no model."""
+    """The embedded writer: templates only, no model, in one of the desk's languages (default:
+    its own); facts shown as that language writes amounts, dates and the catalogue's words."""
 
-    def __init__(self, desk: Desk) -> None:
-        self.desk = desk
-        self.registry = desk.registry
-        self.texts = desk.texts
+    def __init__(self, desk: Desk, language: str | None = None) -> None:
+        self.language: str = language if language and language in desk.languages else desk.default_language
+        self.desk = desk.in_language(self.language)
+        self.catalog = desk.catalog_map.get(self.language)
+        self.registry = self.desk.registry
+        self.texts = self.desk.texts
+
+    def facts(self, facts: Mapping[str, str]) -> dict[str, str]:
+        """``facts`` as the customer reads them in the writer's language."""
+        if self.language == "en" and self.catalog is None:
+            return dict(facts)
+        return localise_facts(facts, self.language, self.catalog)
 
     def write(self, plan: Plan, results: Sequence[AgentResult], said: str) -> Reply:
         if plan.mode == "clarify":
@@ -60,20 +70,21 @@ class TemplateWriter:
         if result.status == "needs_info":
             own = self.registry[result.skill].templates.get(result.template)
             if result.template != "default" and own is not None:
-                return own.format(**result.facts)
+                return own.format(**self.facts(result.facts))
             return " ".join(self.desk.extractor.question(m) for m in result.missing[:1])
         if result.status == "unverified":
             return self.texts.verify_again if result.template == "verify_again" else self.texts.sign_in
         if result.status == "pending_approval":
-            amount = result.facts.get("amount", "")
-            action = result.facts.get("action", "").replace("_", " ")
-            what = f"The {action} of {amount}" if action and amount else "This change"
+            facts = self.facts(result.facts)
+            amount, action = facts.get("amount", ""), facts.get("action", "").replace("_", " ")
+            what = (self.texts.pending_action.format(action=action, amount=amount) if action and amount
+                    else self.texts.pending_change)
             return self.texts.pending_approval.format(action_text=what)
         if result.status in ("failed", "escalate"):
             return self.texts.failed
         if result.template == "skipped":
-            return self.texts.skipped.format(**result.facts)
+            return self.texts.skipped.format(**self.facts(result.facts))
         template = self.registry[result.skill].templates.get(result.template)
         if template is None:
             return self.texts.failed
-        return template.format(**result.facts)
+        return template.format(**self.facts(result.facts))

@@ -16,6 +16,7 @@ from deskline.handoffs.entities import email_entity, id_entity, money_entity, pa
 
 ROUTER = Path(__file__).with_name("router") / "triage.bin"
 WORKFLOWS = Path(__file__).with_name("workflows.yaml")
+LOCALES = Path(__file__).with_name("locales")  # es.po and zh.po: the desk's words in Spanish and Chinese
 TRAINING_DATA = tuple(Path(__file__).with_name("router") / "data" / name
                       for name in ("banking77_train.csv", "clinc150_train.csv", "desk_examples.csv"))
 
@@ -24,6 +25,13 @@ FRAUD_PATTERN = (
     r"|(?:lost|stolen)\s+(?:my\s+)?card|card\s+(?:was|has\s+been|got)\s+(?:lost|stolen)"
     r"|(?:didn'?t|did\s+not|never)\s+(?:make|authori[sz]e|approve)\s+(?:this|that|these|the)"
     r"|(?:don'?t|do\s+not)\s+recogni[sz]e\s+(?:this|that|these|the|a)"
+    # Spanish
+    r"|\bfraude\w*|\bestafa\w*|\brobad[oa]s?\b|\brob(?:aron|ó)\b|\bhacke(?:ad|ar)\w*"
+    r"|\bno\s+(?:autoric[eé]|reconozco|hice|realic[eé])\s+(?:este|esta|ese|esa|estos|estas|el|la|los|las)\b"
+    r"|(?:perd[ií]|se\s+me\s+perdi[oó])\s+(?:mi\s+)?tarjeta|tarjeta\s+(?:perdida|robada)|suplantaci[oó]n\s+de\s+identidad"
+    # Chinese
+    r"|盗刷|被盗|被偷|偷了|诈骗|骗子|被骗|冒用|盗用|不是我(?:本人)?(?:买|付|刷|消费|转|操作)的?"
+    r"|(?:卡|银行卡|信用卡)(?:丢了|丢失|不见了|被偷)|不认识(?:这|那)笔|账户被(?:黑|盗)|被黑"
 )
 CARD_LAST4 = (
     r"(?:ending(?:\s+in)?|last\s+(?:four|4)(?:\s+digits)?(?:\s+(?:are|is))?|card\s+(?:no\.?\s*)?\*+)"
@@ -82,4 +90,6 @@ desk = Desk(
     default_customer=DEMO_CUSTOMER_ID,
     training_data=TRAINING_DATA,
     workflows=(WORKFLOWS,),
+    languages=("en", "es", "zh"),
+    catalogs=LOCALES,
 )

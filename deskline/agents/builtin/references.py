@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from deskline.handoffs.entities import find_amounts
+from deskline.handoffs.money import find_amounts
 
 _PAYMENT_CUE = re.compile(r"\b(?:pay(?:ment|ments|ing)?|paid|transfer\w*|sent|send|wire\w*|to\s+(?:my|the)\b"
                           r"|(?:one|money)\s+to\b)",

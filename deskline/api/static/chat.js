@@ -9,6 +9,7 @@
   let session = JSON.parse(sessionStorage.getItem(KEY) || "null");
   let stream = null;
   let shown = new Set();
+  let language = "";  // the language the desk answers this conversation in (marks the bubbles' lang)
 
   function showError(text) {
     $("error").textContent = text || "";
@@ -25,6 +26,7 @@
     const li = el("li", `msg ${kind}`);
     li.append(el("span", "who", who), el("p", "text", text));
     if (clientId) li.dataset.clientId = clientId;
+    if (language && kind !== "human") li.lang = language;
     return add(li);
   }
 
@@ -40,9 +42,13 @@
     shown.add(ev.seq);
     switch (type) {
       case "customer_messaged": {
+        if (ev.language) language = ev.language;
         const mine = ev.client_message_id
           && messages.querySelector(`[data-client-id="${CSS.escape(ev.client_message_id)}"]`);
-        if (mine) mine.classList.remove("pending");
+        if (mine) {
+          mine.classList.remove("pending");
+          if (language) mine.lang = language;
+        }
         else bubble("customer", "You", ev.text);
         break;
       }

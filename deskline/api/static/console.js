@@ -41,6 +41,15 @@
     timer = setInterval(() => refresh().catch((err) => showError(err.message)), 2000);
   }
 
+  function languageName(code) {
+    if (!code) return "—";
+    try {
+      return `${new Intl.DisplayNames(["en"], { type: "language" }).of(code)} (${code})`;
+    } catch (err) {
+      return code;
+    }
+  }
+
   async function refresh() {
     const q = await call("GET", "/v1/queue", key);
     entries = q.entries;
@@ -52,7 +61,8 @@
       prio.append(el("span", `badge p${e.priority}`, e.priority === 1 ? "urgent" : `P${e.priority}`));
       const wait = el("td", "", waited(e.waiting_s));
       if (e.sla_breached) wait.append(" ", el("span", "badge sla", "SLA breached"));
-      tr.append(prio, wait, el("td", "reason", e.reason), el("td", "", e.claimed_by || "unclaimed"));
+      tr.append(prio, wait, el("td", "language", languageName(e.language)), el("td", "reason", e.reason),
+        el("td", "", e.claimed_by || "unclaimed"));
       tr.addEventListener("click", () => select(e.conversation_id));
       return tr;
     });
@@ -68,6 +78,7 @@
     $("case").hidden = false;
     $("case-id").textContent = selected;
     if (e) {
+      $("case-language").textContent = languageName(e.language);
       $("case-reason").textContent = e.reason;
       $("case-summary").textContent = e.summary;
       $("case-actions").textContent = e.actions_taken.length ? e.actions_taken.join("; ") : "nothing yet";
