@@ -343,3 +343,174 @@ def test_an_action_the_customer_did_not_ask_for_is_not_taken(tmp_path: Path, ser
     plan = next(e.plan for e in events if isinstance(e, PlanMade))
     assert [s.skill for s in plan.steps] == [instead] and "did not ask for" in plan.verdicts[-1].reason
     assert not any(isinstance(e, ActionCompleted) for e in events)
+
+
+# ------------------------------------------------------------------ the speed levers and the litellm
+# internals they rely on (litellm 1.83): an upgrade that changes one fails here, not in production.
+
+def _instant_provider() -> Any:
+    """An instant in-process litellm provider (``local/``) that answers with one tool call."""
+    import litellm
+    from litellm import CustomLLM
+
+    class Instant(CustomLLM):
+        async def acompletion(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+            return litellm.ModelResponse(
+                choices=[{"message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop", "index": 0}],
+                model=model, usage={"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110})
+
+    litellm.custom_provider_map = [{"provider": "local", "custom_handler": Instant()}]
+    litellm.utils.custom_llm_setup()
+    return litellm
+
+
+def _router(params: dict[str, Any], **router_settings: Any):  # type: ignore[no-untyped-def]
+    from deskline.routing.llm_config import ModelsFile
+    from deskline.routing.models import ModelRouter
+
+    return ModelRouter(ModelsFile.model_validate({"model_list": [{"model_name": "planner", "litellm_params": params}],
+                                                  "router_settings": router_settings}))
+
+
+PRICED = {"model": "local/instant", "input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}
+HELLO = {"messages": [{"role": "user", "content": "hello"}]}
+
+
+def test_prices_move_to_model_info_with_the_same_cost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prices in litellm_params make every litellm call re-register the model (and rebuild its
+    price index); the desk hands them to the Router as model_info, which costs a call the same."""
+    litellm = _instant_provider()
+    from deskline.routing.models import router_model_list
+
+    moved = router_model_list([{"model_name": "planner", "litellm_params": dict(PRICED)}])
+    assert moved[0]["litellm_params"] == {"model": "local/instant"}
+    assert moved[0]["model_info"] == {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}
+    registered: list[Any] = []
+    real = litellm.register_model
+    monkeypatch.setattr(litellm, "register_model", lambda *a, **k: registered.append(a or k) or real(*a, **k))
+    old = litellm.Router(model_list=[{"model_name": "planner", "litellm_params": dict(PRICED)}], num_retries=0)
+    router = _router(dict(PRICED))
+    registered.clear()
+    before = asyncio.run(old.acompletion(model="planner", **HELLO))
+    assert registered, "litellm 1.83 registers litellm_params prices on every call: the lever is moot now"
+    registered.clear()
+    after = asyncio.run(router.complete("planner", "planner", HELLO))
+    assert registered == []
+    expected = 100 * 1e-6 + 10 * 2e-6
+    assert before._hidden_params["response_cost"] == pytest.approx(expected)
+    assert after._hidden_params["response_cost"] == pytest.approx(expected)
+
+
+def test_litellm_success_logging_is_skipped_only_when_nothing_listens(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the default routing strategy the desk's calls skip litellm's success logging (the desk
+    records every call itself); a strategy that learns from successes keeps it."""
+    _instant_provider()
+    import litellm.utils
+
+    logged: list[Any] = []
+
+    async def helper(**kwargs: Any) -> None:
+        logged.append(kwargs)
+
+    monkeypatch.setattr(litellm.utils, "_client_async_logging_helper", helper)
+
+    async def calls(router: Any) -> None:
+        for _ in range(3):
+            response = await router.complete("planner", "planner", HELLO)
+            assert response._hidden_params["response_cost"] > 0  # the cost does not need the logging
+        await asyncio.sleep(0)
+
+    quiet = _router(dict(PRICED))
+    asyncio.run(calls(quiet))
+    assert logged == []
+    learning = _router(dict(PRICED), routing_strategy="latency-based-routing")
+    asyncio.run(calls(learning))
+    assert len(logged) == 3
+
+
+def test_litellm_setup_runs_in_line_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """litellm.acompletion hands completion()'s set-up to the loop's default executor; for a
+    provider with no blocking set-up the desk's executor runs exactly that job in line, and any
+    other job (or a provider not on the list) still gets a thread."""
+    _instant_provider()
+    from deskline.routing import models as M
+
+    inlined: list[str] = []
+    threaded: list[str] = []
+    real_submit = M.InlineCompletionExecutor.submit
+
+    def submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        (inlined if M._INLINE.get() and M._is_completion(fn) else threaded).append(getattr(fn, "__name__", "job"))
+        return real_submit(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(M.InlineCompletionExecutor, "submit", submit)
+
+    async def turn(router: Any) -> None:
+        M.install_inline_executor(asyncio.get_running_loop())
+        await router.complete("planner", "planner", HELLO)
+        await asyncio.get_running_loop().run_in_executor(None, lambda: None)  # someone else's job
+
+    asyncio.run(turn(_router(dict(PRICED))))
+    assert len(inlined) == 1 and len(threaded) == 1
+    inlined.clear()
+    threaded.clear()
+    monkeypatch.setattr(M, "INLINE_PROVIDERS", frozenset())
+    asyncio.run(turn(_router(dict(PRICED))))
+    assert inlined == [] and len(threaded) == 2
+
+
+def test_an_applications_own_default_executor_is_left_alone() -> None:
+    """A loop whose application set its own default executor keeps it: no inline set-up there."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from deskline.routing.models import InlineCompletionExecutor, install_inline_executor
+
+    async def check() -> tuple[bool, bool]:
+        loop = asyncio.get_running_loop()
+        mine = ThreadPoolExecutor(max_workers=1)
+        loop.set_default_executor(mine)
+        return install_inline_executor(loop), isinstance(loop._default_executor, InlineCompletionExecutor)  # type: ignore[attr-defined]
+
+    assert asyncio.run(check()) == (False, False)
+
+    async def fresh() -> bool:
+        return install_inline_executor(asyncio.get_running_loop())
+
+    assert asyncio.run(fresh()) is True
+
+
+def test_hosted_vllm_prefix_plans_against_an_openai_compatible_server(tmp_path: Path, server: FakeOpenAI) -> None:
+    """``hosted_vllm/`` (litellm's own HTTP client, faster than ``openai/``) sends the tools and
+    tool_choice an OpenAI-compatible server needs, and the desk plans with its answer."""
+    path = models_file(tmp_path, server, writer=None)
+    doc = yaml.safe_load(path.read_text())
+    for d in doc["model_list"]:
+        d["litellm_params"]["model"] = d["litellm_params"]["model"].replace("openai/", "hosted_vllm/")
+    path.write_text(yaml.safe_dump(doc))
+    server.script(Reply.tool_call("billing__lookup_invoice", {"invoice_id": "INV-1001"}))
+    desk = desk_for(path)
+    r = asyncio.run(desk.handle("c1", NAMED))
+    assert r.department == "billing" and r.stage == "llm"
+    planned = [q for q in server.requests if q.had_tools]
+    assert planned and planned[0].tool_choice == "auto" and planned[0].model == "good-model"
+    assert model_events(desk, "c1")[0].cost_usd > 0
+
+
+def test_a_model_plan_never_overrules_a_router_sure_at_its_calibrated_threshold(tmp_path: Path) -> None:
+    """Forced to plan every turn, a model that sends a double charge to tech is overruled by the
+    router, sure of billing at its own calibrated threshold; where the router is unsure the plan stands."""
+    from deskline.testing import ModelBehaviour as Behaviour
+    from deskline.testing.fake_brain import Reply as Said
+
+    def wrong(request: dict[str, Any]) -> Said:
+        return Said.tool_call("tech__check_service_status", {})
+
+    with FakeOpenAI(models={"wrong-model": Behaviour(brain=wrong)}) as server:
+        desk = desk_for(models_file(tmp_path, server, planner="wrong-model", writer=None, fallbacks=False),
+                        abstain_threshold=1.0)  # every turn goes to the planner
+        sure = asyncio.run(desk.handle("c1", "I was charged twice for invoice INV-1001"))
+        unsure = asyncio.run(desk.handle("c2", GIBBERISH))
+    assert sure.department == "billing" and sure.stage == "classifier"
+    plan = next(r.event for r in desk.store.load("c1") if isinstance(r.event, PlanMade))
+    assert "the router is sure of billing" in plan.plan.verdicts[-1].reason
+    assert unsure.department == "tech" and unsure.stage == "llm"

@@ -40,7 +40,8 @@ Read the customer's message and answer ONLY with tool calls:
 - call plan_execution when one step needs another's result first (give depends_on);
 - call a run_workflow__ tool when the message asks for one of the desk's set procedures;
 - call ask_customer when you cannot tell what they need, escalate_to_human when they ask for a
-  person, report fraud, or are upset. Never invent ids: pass only ids the customer wrote."""
+  person, report fraud, or are upset. Never invent ids: pass only ids the customer wrote.
+The customer may write in any language: read it as written, and ask your question in their language."""
 
 
 class PlannedStep(BaseModel):

@@ -148,6 +148,18 @@ class Tactician:
             reason=f"confidence {p.confidence:.2f} below threshold {self.classifier.threshold:.2f}"))
         with span("deskline.triage.llm"):
             planned = await self._llm(text, p, budget, verdicts, entities, _context(state))
+        asked = self.models is not None and self.models.has("planner")  # else abstaining means: ask
+        sure = self._sure(p) if asked else None
+        if sure is not None and (planned is None or not self._agrees(planned[0], p.department)):
+            # The model never makes routing worse than the local router: where the router is sure
+            # at its own calibrated threshold, a plan for another department (or no plan) yields.
+            said = "no usable plan" if planned is None else f"a plan for {planned[0].department}"
+            verdicts.append(StageVerdict(stage="classifier", department=p.department, intent=p.intent,
+                                         confidence=p.confidence, accepted=True, alternatives=p.alternatives,
+                                         reason=f"the model gave {said}; the router is sure of {p.department} at "
+                                                f"{p.confidence:.2f} >= its calibrated {sure:.2f}"))
+            plan = self._route(text, p.department, p.intent, p.confidence, "classifier", verdicts, named)
+            return plan, planned[1] if planned is not None else Entities()
         if planned is not None:
             self.cache.put(key, planned[0])
             return planned
@@ -156,6 +168,21 @@ class Tactician:
             return hinted, Entities()
         return Plan(mode="clarify", department=OTHER, intent=p.intent, confidence=p.confidence,
                     stage="fallback", verdicts=tuple(verdicts), reason="nothing confident: ask"), Entities()
+
+    def _sure(self, p: Prediction) -> float | None:
+        """The threshold the router was calibrated with, when it is confident at it on a department
+        the desk routes (``threshold`` may be set above that, to ask the model more often)."""
+        calibrated: float | None = getattr(self.classifier, "calibrated_threshold", None)
+        if calibrated is None or p.confidence < calibrated or p.department == OTHER:
+            return None
+        return calibrated if p.department == HUMAN or self.agent_for(p.department) is not None else None
+
+    def _agrees(self, plan: Plan, department: str) -> bool:
+        """The plan is (also) for ``department``: its department, or one of its steps' agents."""
+        if plan.department == department:
+            return True
+        agent = self.agent_for(department)
+        return agent is not None and any(step.agent == agent for step in plan.steps)
 
     async def _llm(self, text: str, p: Prediction, budget: TurnBudget | None, verdicts: list[StageVerdict],
                    entities: Entities | None = None, context: str = "") -> tuple[Plan, Entities] | None:

@@ -16,15 +16,34 @@ model calls counts what a provider really receives:
 
 litellm is imported only here, only when a models file is configured, and only after setting
 ``LITELLM_LOCAL_MODEL_COST_MAP`` and ``HF_HUB_OFFLINE`` so the import never reaches the network.
+
+What a call costs inside litellm 1.83, and the three levers pulled here (``bench/litellm_router.py``
+measures each; ``tests/test_models.py`` pins the litellm internals each relies on):
+
+* prices: with ``input_cost_per_token`` in ``litellm_params`` every ``completion()`` calls
+  ``register_model()``, which drops the lowercase index of the 2,598-entry price map and so
+  rebuilds it on the next lookup. The Router registers ``model_info`` prices once per
+  deployment at start-up, and costs come out the same, so prices are moved there.
+* success logging: the desk records every attempt itself (``ModelCalled``); litellm's own
+  success logging (a standard logging payload per call, handed to a worker task) is skipped with
+  its internal-call flag when nothing needs it: the default routing strategy, no tpm/rpm limits,
+  no litellm callbacks of the application's. Failures are still logged (cooldowns use them).
+* the thread hop: ``litellm.acompletion`` runs ``completion()``'s set-up in the loop's default
+  executor, then awaits the coroutine it returns. For providers whose set-up does no blocking
+  I/O (OpenAI-compatible HTTP, Anthropic, in-process ``CustomLLM``) that hop is pure cost, so the
+  loop's default executor (only when the application set none) runs exactly that one call in line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Generic, Protocol, TypeVar
@@ -91,6 +110,75 @@ class Outcome(Generic[T]):
     attempts: tuple[Attempt, ...]
 
 
+# Provider prefixes whose ``completion()`` set-up is plain Python (params, a cached HTTP client):
+# no credential refresh or file reads, so it can run on the event loop. Not bedrock, vertex_ai,
+# sagemaker, ... whose set-up may fetch credentials.
+INLINE_PROVIDERS = frozenset({"openai", "hosted_vllm", "anthropic", "ollama", "ollama_chat", "openrouter",
+                              "groq", "deepseek", "mistral", "together_ai", "fireworks_ai", "local"})
+PRICE_KEYS = ("input_cost_per_token", "output_cost_per_token", "input_cost_per_second", "output_cost_per_second",
+              "cache_read_input_token_cost", "cache_creation_input_token_cost")
+_INLINE: contextvars.ContextVar[bool] = contextvars.ContextVar("deskline_inline_completion", default=False)
+
+
+def router_model_list(model_list: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The models file's deployments as the Router gets them: prices moved from ``litellm_params``
+    to ``model_info`` (same costs, no ``register_model()`` on every call)."""
+    out = []
+    for deployment in model_list:
+        params = dict(deployment.get("litellm_params") or {})
+        prices = {k: params.pop(k) for k in PRICE_KEYS if k in params}
+        if not prices:
+            out.append(dict(deployment))
+            continue
+        out.append({**deployment, "litellm_params": params, "model_info": {**(deployment.get("model_info") or {}),
+                                                                            **prices}})
+    return out
+
+
+def provider_of(deployment: dict[str, Any]) -> str:
+    params = deployment.get("litellm_params") or {}
+    model = str(params.get("model", ""))
+    return str(params.get("custom_llm_provider") or (model.split("/", 1)[0] if "/" in model else ""))
+
+
+class InlineCompletionExecutor(ThreadPoolExecutor):
+    """A thread pool that runs litellm's ``completion()`` set-up in the calling thread when the
+    desk asked for it (``_INLINE`` set in the calling task's context); every other job, and that
+    one when not asked, goes to a thread as usual."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        if not (_INLINE.get() and _is_completion(fn)):
+            return super().submit(fn, *args, **kwargs)
+        _INLINE.set(False)  # one call: a later hop in the same task (a DNS lookup) keeps its thread
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # handed to the awaiting caller, as the pool would
+            future.set_exception(exc)
+        return future
+
+
+def _is_completion(fn: Any) -> bool:
+    """Whether ``fn`` is what ``litellm.acompletion`` hands its executor: ``partial(ctx.run,
+    partial(litellm.main.completion, ...))``."""
+    import litellm.main
+
+    inner = fn.args[0] if isinstance(fn, functools.partial) and fn.args else None
+    return isinstance(inner, functools.partial) and inner.func is litellm.main.completion
+
+
+def install_inline_executor(loop: asyncio.AbstractEventLoop) -> bool:
+    """Make the inline-capable pool ``loop``'s default executor, unless the application set its
+    own (True when the loop's default executor is, now or already, one of ours)."""
+    current = getattr(loop, "_default_executor", None)  # asyncio creates it lazily; None until then
+    if isinstance(current, InlineCompletionExecutor):
+        return True
+    if current is not None:
+        return False
+    loop.set_default_executor(InlineCompletionExecutor(thread_name_prefix="asyncio"))
+    return True
+
+
 def _import_litellm() -> Any:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -122,7 +210,16 @@ class ModelRouter:
         settings.setdefault("num_retries", 0)  # the chain below owns retries: one attempt each
         if any(str(d.get("litellm_params", {}).get("model", "")).startswith("local/") for d in config.model_list):
             self.litellm.utils.custom_llm_setup()
-        self.router = self.litellm.Router(model_list=config.model_list, **settings)
+        self.router = self.litellm.Router(model_list=router_model_list(config.model_list), **settings)
+        limited = any(k in (d.get("litellm_params") or {}) or k in (d.get("model_info") or {})
+                      for d in config.model_list for k in ("rpm", "tpm"))
+        # Nothing but the Router's own usage tracking listens to successes: skip litellm's logging.
+        self._quiet = (settings.get("routing_strategy") in (None, "simple-shuffle") and not limited
+                       and not self.litellm.callbacks)
+        self._extra: dict[str, Any] = {"_is_litellm_internal_call": True} if self._quiet else {}
+        self._inline = {group for group in config.groups
+                        if all(provider_of(d) in INLINE_PROVIDERS for d in config.model_list
+                               if d.get("model_name") == group)}
 
     def has(self, role: Role) -> bool:
         return self.config.group_for(role) is not None
@@ -196,8 +293,21 @@ class ModelRouter:
         """One attempt at one group: the litellm response, or the litellm error raised."""
         if "tools" in request:  # the models file says how hard to push for a tool call
             request = {**request, "tool_choice": self.config.deskline.tool_choice.get(role, "auto")}
-        return await self.router.acompletion(
+        call = self.router.acompletion(
             model=group, disable_fallbacks=True,
             temperature=self.config.deskline.temperature.get(role, 0.0),
             max_tokens=self.config.deskline.max_tokens.get(role, 400),
-            metadata={"deskline_role": role}, **request)
+            metadata={"deskline_role": role}, **self._extra, **request)
+        if group in self._inline and install_inline_executor(asyncio.get_running_loop()):
+            return await _inline(call)
+        return await call
+
+
+async def _inline(call: Awaitable[Any]) -> Any:
+    """Await ``call`` with litellm's ``completion()`` set-up run in line (see the module docstring);
+    the flag lives in this task's context only, and is cleared when the call ends."""
+    token = _INLINE.set(True)
+    try:
+        return await call
+    finally:
+        _INLINE.reset(token)
