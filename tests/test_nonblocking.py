@@ -53,11 +53,11 @@ def test_turns_and_recovery_use_only_the_awaitable_store() -> None:
 
 
 def test_a_sql_store_hands_out_a_nonblocking_face_per_database(database_url: str) -> None:
-    """PostgreSQL turns go through the asyncio drivers, SQLite through the bounded executor;
-    a store without a face of its own gets the executor."""
+    """PostgreSQL turns go through the asyncio drivers, SQLite calls run in place (microseconds,
+    less than a thread hop); a store without a face of its own gets the bounded executor."""
     desk = open_desk(Settings(database_url=database_url))
     face = desk.aio
-    expected = ExecutorEventStore if database_url.startswith("sqlite") else AsyncSqlEventStore
+    expected = InlineEventStore if database_url.startswith("sqlite") else AsyncSqlEventStore
     assert isinstance(face, expected)
     assert desk.aio is face  # one per store
 

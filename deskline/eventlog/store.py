@@ -181,13 +181,15 @@ class SqlEventStore:
 
     def nonblocking(self) -> AsyncEventStore:
         """This store's awaitable face for the desk's turns (one per store, made on first use):
-        the asyncio drivers on PostgreSQL, ``ExecutorEventStore`` on SQLite (measured faster
-        there than aiosqlite, see bench/pg_throughput.py)."""
+        the asyncio drivers on PostgreSQL; on SQLite the calls themselves, on the loop. A SQLite
+        call takes tens of microseconds, less than a hop to a worker thread and back (a one-worker
+        executor made the embedded default's turn ~40 % slower, aiosqlite slower still: see
+        bench/pg_throughput.py); several processes on one database belong on PostgreSQL."""
         if self._nonblocking is None:
-            from deskline.eventlog.nonblocking import ExecutorEventStore
+            from deskline.eventlog.nonblocking import InlineEventStore
 
             if self._sqlite:
-                self._nonblocking = ExecutorEventStore(self, workers=1)
+                self._nonblocking = InlineEventStore(self)
             else:
                 from deskline.eventlog.async_sql import AsyncSqlEventStore
 
