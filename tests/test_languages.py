@@ -194,3 +194,13 @@ def test_the_http_api_answers_in_spanish_and_marks_the_events(sqlite_url: str) -
         assert detect(said["reply"], LANGS).language == "es"
         events = live.http.get(f"/v1/conversations/{cid}/events", headers=headers).json()["events"]
         assert [e["language"] for e in events if e["type"] == "customer_messaged"] == ["es"]
+
+
+def test_a_first_message_too_short_to_tell_is_answered_in_the_best_guess() -> None:
+    """'hola' has no language of its own, and no conversation to keep one from: the guess among
+    the desk's languages beats its default."""
+    desk = memory_desk()
+    hola, = talk(desk, "c1", "hola")
+    assert hola.language == "es" and detect(hola.reply or "", LANGS).language == "es"
+    ok, = talk(desk, "c2", "ok")
+    assert ok.language == "en"

@@ -159,9 +159,9 @@ class SupportDesk:
     def _message(self, state: ConversationState, text: str, client_message_id: str | None) -> CustomerMessaged:
         """The message as accepted: with its own language and the one the desk answers it in."""
         languages = tuple(self.definition.languages)
-        detected = detect(text, languages).language
-        return CustomerMessaged(text=text, client_message_id=client_message_id, detected=detected,
-                                language=resolve(detected, state.language, languages))
+        found = detect(text, languages)
+        return CustomerMessaged(text=text, client_message_id=client_message_id, detected=found.language,
+                                language=resolve(found.language, state.language, languages, found.guess))
 
     async def recover(self, conversation_id: str, *, wait: bool = True) -> TurnResult | None:
         """Finish the conversation's accepted but unanswered message, if it has one.

@@ -37,10 +37,13 @@ _identifier: Any = None
 
 @dataclass(frozen=True, slots=True)
 class Detection:
-    """The language of one message (None: too short to tell) and how sure the detector is."""
+    """The language of one message (None: too short to tell), how sure the detector is, and for a
+    message too short to tell, its best guess among the supported languages (a conversation's
+    first "hola" has no language to keep, so the guess beats the desk's default)."""
 
     language: str | None
     probability: float = 0.0
+    guess: str | None = None
 
 
 def _model() -> Any:
@@ -98,7 +101,7 @@ def detect(text: str, supported: Sequence[str] = ("en",)) -> Detection:
     if han >= 2 and han >= 0.3 * len(letters) and not _KANA_HANGUL.search(letters):
         return Detection("zh", 1.0)
     if len(letters) < MIN_LETTERS and not han:
-        return Detection(None)
+        return Detection(None, guess=_guess(text, supported) if len(letters) >= 3 else None)
     if "en" in supported and _plain_english(text):
         return Detection("en", 1.0)
     model = _model()
@@ -107,19 +110,43 @@ def detect(text: str, supported: Sequence[str] = ("en",)) -> Detection:
         return Detection(best, float(best_p))
     if best not in supported and best_p >= FOREIGN and len(letters) >= FOREIGN_LETTERS:
         return Detection(best, float(best_p))
+    lang, share = _among(model, text, supported)
+    if lang is None:
+        return Detection(None)
+    return Detection(lang, share) if share >= CONFIDENT else Detection(None, share, guess=lang)
+
+
+def _among(model: Any, text: str, supported: Sequence[str]) -> tuple[str | None, float]:
+    """The likeliest of ``supported`` and its share of their probability."""
     among = [(lang, p) for lang, p in model.rank(text) if lang in supported]
     total = sum(p for _, p in among)
     if not among or total <= 0:
-        return Detection(None)
+        return None, 0.0
     lang, p = max(among, key=lambda pair: pair[1])
-    share = p / total
-    return Detection(lang, float(share)) if share >= CONFIDENT else Detection(None, float(share))
+    return lang, float(p / total)
 
 
-def resolve(detected: str | None, previous: str | None, languages: Sequence[str]) -> str:
+# Words a conversation often opens or answers with, too short for the model.
+_SHORT_SPANISH = frozenset("hola buenas buenos gracias sí vale adiós oye ayuda porfa".split())
+
+
+def _guess(text: str, supported: Sequence[str]) -> str | None:
+    if len(supported) < 2:
+        return None
+    if "es" in supported and any(w in _SHORT_SPANISH for w in re.findall(r"\w+", text.lower())):
+        return "es"
+    if "en" in supported and _plain_english(text):
+        return "en"
+    return _among(_model(), text, supported)[0]
+
+
+def resolve(detected: str | None, previous: str | None, languages: Sequence[str], guess: str | None = None) -> str:
     """The language a turn is answered in: the message's when the desk speaks it, else the
-    conversation's so far, else the desk's default."""
+    conversation's so far, else (a first message too short to tell) the best guess among the
+    desk's languages, else the desk's default."""
     default = languages[0] if languages else "en"
     if detected is not None and detected in languages:
         return detected
-    return previous if previous is not None and previous in languages else default
+    if previous is not None and previous in languages:
+        return previous
+    return guess if guess is not None and guess in languages else default
