@@ -12,7 +12,9 @@ and CPU µs per call (the latter counts litellm's background logging work, which
 
 * ``inproc``: an instant in-process ``CustomLLM`` (``local/``): litellm's own cost, no I/O.
   ``before`` (prices in ``litellm_params``, litellm's success logging, the thread hop), then the
-  levers one by one, cumulatively: ``+model_info``, ``+quiet``, ``+inline``.
+  levers one by one, cumulatively: ``+model_info``, ``+inline``. (Skipping litellm's success
+  logging with its internal-call flag, was dropped: the flag skips
+  the failure handler too, which feeds the Router's cooldowns.)
 * ``http``: the project's fake OpenAI-compatible server on loopback, in its own process (its default
   brain answers the tool-offering request with a tool call): ``openai/`` before and with
   the levers, ``hosted_vllm/`` with the levers, and the plain ``openai`` client for reference.
@@ -37,7 +39,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm never r
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 PRICES = {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}
-INPROC = ("before", "+model_info", "+quiet", "+inline")
+INPROC = ("before", "+model_info", "+inline")
 HTTP = ("openai/ before", "openai/ levers", "hosted_vllm/ levers", "plain openai client")
 TOOL = {"type": "function", "function": {"name": "lookup", "description": "Look a record up",
                                          "parameters": {"type": "object", "properties": {"id": {"type": "string"}}}}}
@@ -59,8 +61,6 @@ def _router(model: str, api_base: str | None, levers: set[str]) -> Any:
     router = ModelRouter(config)
     if "model_info" not in levers:
         router.router = litellm.Router(model_list=config.model_list, num_retries=0)
-    if "quiet" not in levers:
-        router._extra = {}
     if "inline" not in levers:
         router._inline = set()
     return router
@@ -100,8 +100,7 @@ async def _measure(call: Any, calls: int) -> dict[str, Any]:
 
 async def variant(name: str, calls: int) -> dict[str, Any]:
     """One variant's figures, in this process."""
-    levers = {"before": set(), "+model_info": {"model_info"}, "+quiet": {"model_info", "quiet"}}.get(
-        name, {"model_info", "quiet", "inline"})
+    levers = {"before": set(), "+model_info": {"model_info"}}.get(name, {"model_info", "inline"})
     if name in INPROC:
         _instant()
         router = _router("local/instant", None, levers)

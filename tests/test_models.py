@@ -401,33 +401,6 @@ def test_prices_move_to_model_info_with_the_same_cost(monkeypatch: pytest.Monkey
     assert after._hidden_params["response_cost"] == pytest.approx(expected)
 
 
-def test_litellm_success_logging_is_skipped_only_when_nothing_listens(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With the default routing strategy the desk's calls skip litellm's success logging (the desk
-    records every call itself); a strategy that learns from successes keeps it."""
-    _instant_provider()
-    import litellm.utils
-
-    logged: list[Any] = []
-
-    async def helper(**kwargs: Any) -> None:
-        logged.append(kwargs)
-
-    monkeypatch.setattr(litellm.utils, "_client_async_logging_helper", helper)
-
-    async def calls(router: Any) -> None:
-        for _ in range(3):
-            response = await router.complete("planner", "planner", HELLO)
-            assert response._hidden_params["response_cost"] > 0  # the cost does not need the logging
-        await asyncio.sleep(0)
-
-    quiet = _router(dict(PRICED))
-    asyncio.run(calls(quiet))
-    assert logged == []
-    learning = _router(dict(PRICED), routing_strategy="latency-based-routing")
-    asyncio.run(calls(learning))
-    assert len(logged) == 3
-
-
 def test_litellm_setup_runs_in_line_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     """litellm.acompletion hands completion()'s set-up to the loop's default executor; for a
     provider with no blocking set-up the desk's executor runs exactly that job in line, and any

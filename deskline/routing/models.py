@@ -17,17 +17,16 @@ model calls counts what a provider really receives:
 litellm is imported only here, only when a models file is configured, and only after setting
 ``LITELLM_LOCAL_MODEL_COST_MAP`` and ``HF_HUB_OFFLINE`` so the import never reaches the network.
 
-What a call costs inside litellm 1.83, and the three levers pulled here (``bench/litellm_router.py``
+What a call costs inside litellm 1.83, and the levers pulled here (two of the three tried) (``bench/litellm_router.py``
 measures each; ``tests/test_models.py`` pins the litellm internals each relies on):
 
 * prices: with ``input_cost_per_token`` in ``litellm_params`` every ``completion()`` calls
   ``register_model()``, which drops the lowercase index of the 2,598-entry price map and so
   rebuilds it on the next lookup. The Router registers ``model_info`` prices once per
   deployment at start-up, and costs come out the same, so prices are moved there.
-* success logging: the desk records every attempt itself (``ModelCalled``); litellm's own
-  success logging (a standard logging payload per call, handed to a worker task) is skipped with
-  its internal-call flag when nothing needs it: the default routing strategy, no tpm/rpm limits,
-  no litellm callbacks of the application's. Failures are still logged (cooldowns use them).
+* success logging is NOT skipped: litellm's internal-call flag would skip it, but it skips the
+  failure handler too, and the Router's cooldowns (shared through Redis between processes) are
+  fed by that handler (tests/test_scaleout.py caught it).
 * the thread hop: ``litellm.acompletion`` runs ``completion()``'s set-up in the loop's default
   executor, then awaits the coroutine it returns. For providers whose set-up does no blocking
   I/O (OpenAI-compatible HTTP, Anthropic, in-process ``CustomLLM``) that hop is pure cost, so the
@@ -211,12 +210,6 @@ class ModelRouter:
         if any(str(d.get("litellm_params", {}).get("model", "")).startswith("local/") for d in config.model_list):
             self.litellm.utils.custom_llm_setup()
         self.router = self.litellm.Router(model_list=router_model_list(config.model_list), **settings)
-        limited = any(k in (d.get("litellm_params") or {}) or k in (d.get("model_info") or {})
-                      for d in config.model_list for k in ("rpm", "tpm"))
-        # Nothing but the Router's own usage tracking listens to successes: skip litellm's logging.
-        self._quiet = (settings.get("routing_strategy") in (None, "simple-shuffle") and not limited
-                       and not self.litellm.callbacks)
-        self._extra: dict[str, Any] = {"_is_litellm_internal_call": True} if self._quiet else {}
         self._inline = {group for group in config.groups
                         if all(provider_of(d) in INLINE_PROVIDERS for d in config.model_list
                                if d.get("model_name") == group)}
@@ -297,7 +290,7 @@ class ModelRouter:
             model=group, disable_fallbacks=True,
             temperature=self.config.deskline.temperature.get(role, 0.0),
             max_tokens=self.config.deskline.max_tokens.get(role, 400),
-            metadata={"deskline_role": role}, **self._extra, **request)
+            metadata={"deskline_role": role}, **request)
         if group in self._inline and install_inline_executor(asyncio.get_running_loop()):
             return await _inline(call)
         return await call
