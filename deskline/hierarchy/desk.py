@@ -58,6 +58,7 @@ from deskline.handoffs.plan import Plan
 from deskline.hierarchy import conversation
 from deskline.hierarchy import strategy as strategy_rules
 from deskline.hierarchy.dialogue import Move
+from deskline.hierarchy.offloop import blocking
 from deskline.hierarchy.operation import Execution, Operator
 from deskline.hierarchy.strategy import Strategy
 from deskline.hierarchy.tactical import Tactician
@@ -105,7 +106,7 @@ class SupportDesk:
         self.tactician = Tactician(desk, classifier, cache if cache is not None else RouteCache(),  # type: ignore[arg-type]
                                    models)
         self.operator = Operator(self.registry, records, self.settings.step_timeout_s, self.settings.step_retries,
-                                 frozenset(desk.extractor.by_name), desk.policies.actions)
+                                 frozenset(desk.extractor.by_name), desk.policies.actions, off_loop=blocking(records))
         self.writers = {lang: TemplateWriter(desk, lang) for lang in desk.languages or (desk.default_language,)}
         self.writer = self.writers[desk.default_language]
 

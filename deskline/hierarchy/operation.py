@@ -31,7 +31,9 @@ from deskline.eventlog.events import (
 )
 from deskline.handoffs.payload import CUSTOMER_ID, HANDOFF_VERSION, AgentResult, Case, Constraints, Handoff
 from deskline.handoffs.plan import Plan, PlanStep
+from deskline.agents.remote import RemoteSkill
 from deskline.hierarchy.compensation import Rollback, Undo, already_done, run_undo, settle
+from deskline.hierarchy.offloop import run_off_loop
 from deskline.hierarchy.plan import order
 from deskline.hierarchy.workflows import run_workflow
 from deskline.observe.tracing import span
@@ -85,6 +87,7 @@ class Operator:
     retries: int = 2
     entities: frozenset[str] = frozenset()  # the desk's entity names: parameters filled from the case
     policies: Mapping[str, ActionPolicy] = field(default_factory=dict)  # skill name -> its action policy
+    off_loop: bool = False  # the system of record blocks: local skills run on worker threads
 
     async def execute(self, plan: Plan, case: Case, constraints: Constraints) -> Execution:
         if plan.workflow:
@@ -174,7 +177,10 @@ class Operator:
             try:
                 with span("deskline.skill", **{"deskline.skill": skill.name, "deskline.attempt": attempt}) as sp:
                     async with asyncio.timeout(self.timeout_s):  # no extra task, unlike wait_for
-                        result = await skill.run(call)
+                        if self.off_loop and not isinstance(skill.run, RemoteSkill):
+                            result = await run_off_loop(skill.run, call)
+                        else:
+                            result = await skill.run(call)
                     sp.set_attribute("deskline.status", result.status)
             except ApprovalRequired as gate:
                 result = AgentResult(
