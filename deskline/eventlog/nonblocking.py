@@ -21,6 +21,7 @@ import asyncio
 import contextvars
 import functools
 import weakref
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
@@ -63,13 +64,14 @@ def nonblocking(store: EventStore) -> AsyncEventStore:
     return ExecutorEventStore(store)
 
 
-class _Delegating:
+class _Delegating(ABC):
     """The async methods of ``EventStore``, each running the synchronous call through ``_call``."""
 
     store: EventStore
 
+    @abstractmethod
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        raise NotImplementedError
+        """How a subclass runs one synchronous store call (in place, or on its executor)."""
 
     async def load(self, conversation_id: str, after: int = 0) -> list[Recorded]:
         return await self._call(self.store.load, conversation_id, after)

@@ -22,7 +22,8 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -48,8 +49,8 @@ from deskline.eventlog.events import (
     StrategyDecided,
     TurnHeld,
 )
-from deskline.eventlog.projections import ConversationState, TurnView, advance
 from deskline.eventlog.nonblocking import AsyncEventStore, nonblocking
+from deskline.eventlog.projections import ConversationState, TurnView, advance
 from deskline.eventlog.states import ConversationStates
 from deskline.eventlog.store import EventStore
 from deskline.handoffs import escalation
@@ -195,17 +196,8 @@ class SupportDesk:
     async def append_async(self, cid: str, expected: int, turn: int, events: list[Event], *,
                            leased: bool = False) -> list[Recorded]:
         """``append`` through the awaitable store: what the turns use."""
-        started = time.perf_counter()
-        try:
-            if leased:
-                appended = await self.aio.append(cid, expected, turn, events, holder=self.holder,
-                                                 ttl_s=self.settings.turn_lease_s)
-            else:
-                appended = await self.aio.append(cid, expected, turn, events)
-        except ConcurrencyConflict:
-            self.observer.store_append(time.perf_counter() - started, conflict=True)
-            raise
-        self.observer.store_append(time.perf_counter() - started, conflict=False)
+        with self._observed_append():
+            appended = await self.aio.append(cid, expected, turn, events, **self._lease(leased))
         self.observer.appended(appended)
         return appended
 
@@ -216,19 +208,25 @@ class SupportDesk:
 
         ``leased``: the turn is this desk's (a message it accepts) or must still be (a decision).
         """
+        with self._observed_append():
+            appended = self.store.append(cid, expected, turn, events, **self._lease(leased))
+        self.observer.appended(appended)
+        return appended
+
+    def _lease(self, leased: bool) -> dict[str, Any]:
+        """The append's lease arguments: this desk's, when the turn must be (or become) its own."""
+        return {"holder": self.holder, "ttl_s": self.settings.turn_lease_s} if leased else {}
+
+    @contextmanager
+    def _observed_append(self) -> Iterator[None]:
+        """Tell the observer how long an append took, and whether it lost a race."""
         started = time.perf_counter()
         try:
-            if leased:
-                appended = self.store.append(cid, expected, turn, events, holder=self.holder,
-                                             ttl_s=self.settings.turn_lease_s)
-            else:
-                appended = self.store.append(cid, expected, turn, events)
+            yield
         except ConcurrencyConflict:
             self.observer.store_append(time.perf_counter() - started, conflict=True)
             raise
         self.observer.store_append(time.perf_counter() - started, conflict=False)
-        self.observer.appended(appended)
-        return appended
 
     async def _finish(self, state: ConversationState, *, accepted: int = 0,
                       duplicate: bool = False, structured_only: bool = False, wait: bool = True,
@@ -421,9 +419,10 @@ class SupportDesk:
         self.observer.stage(stage, now - since)
         return now
 
-    async def _write(self, writer: TemplateWriter, models: ModelGateway | None, tactician: Tactician, operator: Operator,
-                     state: ConversationState, text: str, entities: Entities, strategy: Strategy,
-                     budget: TurnBudget, case: Case, plan: Plan, run: Execution, events: list[Event],
+    async def _write(self, writer: TemplateWriter, models: ModelGateway | None, tactician: Tactician,
+                     operator: Operator, state: ConversationState, text: str, entities: Entities,
+                     strategy: Strategy, budget: TurnBudget, case: Case, plan: Plan, run: Execution,
+                     events: list[Event],
                      structured_only: bool) -> tuple[Plan, Execution, Reply]:
         """The template reply, verified (and re-planned or re-run if the model says so), then
         rewritten by the model writer when one is configured."""
@@ -481,7 +480,8 @@ class SupportDesk:
         from deskline.hierarchy.model_writer import write_with_model
 
         try:
-            outcome = await models.call("writer", lambda m: write_with_model(m, text, run.results, draft.text, language),
+            outcome = await models.call("writer",
+                                        lambda m: write_with_model(m, text, run.results, draft.text, language),
                                         budget)
         except BudgetExceeded:
             return draft
