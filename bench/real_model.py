@@ -120,10 +120,10 @@ def serve(root: Path, port: int = PORT, wait_s: float = 120.0, threads: int = 1)
     log = open(root / "server.log", "ab")  # noqa: SIM115  (the server keeps it open)
     cmd = [str(_venv_python(root / "venv-llama")), "-m", "llama_cpp.server", "--model", str(root / MODEL_FILE),
            "--host", "127.0.0.1", "--port", str(port), "--chat_format", "chatml-function-calling",
-           "--n_ctx", "4096", "--model_alias", "gemma", "--n_threads", str(threads),
-           # The planner's prompt is ~1,400 tokens of tools before the customer's words: a RAM cache
-           # of evaluated prefixes makes every later planner call evaluate only the new part.
-           "--cache", "true", "--cache_type", "ram", "--cache_size", str(256 << 20)]
+           "--n_ctx", "4096", "--model_alias", "gemma", "--n_threads", str(threads)]
+    # No ``--cache``: llama-cpp-python's RAM cache saves a whole state per prompt, 1.4 GiB for
+    # Gemma's 262k-token vocabulary whatever ``--cache_size`` says, and ran the server out of its
+    # address-space cap after a few planner calls. Each call evaluates its prompt afresh instead.
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                             preexec_fn=_memory_cap)
     (root / "server.pid").write_text(str(proc.pid))

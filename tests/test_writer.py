@@ -66,3 +66,32 @@ def test_junk_a_model_writes_is_refused() -> None:
     prompt = "You write the reply a customer-support desk sends. You get the customer's message"
     assert junk("You write the reply a customer-support desk sends. INV-1001 $49.00 March 14, 2025", draft,
                 (prompt,)) == ["the reply repeats its instructions"]
+
+
+def test_what_a_model_adds_beyond_its_inputs_is_refused() -> None:
+    """Numbers, addresses, the desk's internal words, repetition and rambling that nothing the
+    model was given supports each stop a model-written reply; a faithful rewrite passes."""
+    from deskline.hierarchy.checks import model_text_problems, unsupported
+
+    draft = "Invoice INV-1001 for $49.00 was issued on March 14, 2025. A refund takes 3-5 business days."
+    said = "why was I charged twice for INV-1001?"
+    good = "Sorry about that! Invoice INV-1001 ($49.00) was issued on 3/14/2025; refunds take 3 to 5 business days."
+    assert model_text_problems(good, [FACTS], draft=draft, said=said) == []
+    cases = {
+        "Invoice INV-1001 ($49.00, March 14, 2025) is refunded within 24 hours.": "numbers",
+        "Invoice INV-1001 ($49.00, March 14, 2025): call 555-0199 for help.": "numbers",
+        "Invoice INV-1001 ($49.00, March 14, 2025). Write to help@bank-support.example.": "email",
+        "Invoice INV-1001 ($49.00, March 14, 2025). See https://evil.example/refund.": "web address",
+        "According to the draft, invoice INV-1001 ($49.00, March 14, 2025) is paid.": "internal",
+        "I ran billing.lookup_invoice: INV-1001 ($49.00, March 14, 2025) is paid.": "internal",
+        "Paid paid paid paid: INV-1001 ($49.00, March 14, 2025).": "repeated",
+        "INV-1001 is paid. INV-1001 is paid. INV-1001 is paid. $49.00, March 14, 2025.": "repeated",
+        "INV-1001. $49.00. March 14, 2025. Thanks. Bye. See you. Take care.": "longer",
+    }
+    for reply, why in cases.items():
+        problems = unsupported(reply, [FACTS], draft, said)
+        assert any(why in p for p in problems), (reply, problems)
+        assert model_text_problems(reply, [FACTS], draft=draft, said=said), reply
+    # the planner's question: only the customer's own words count as given
+    assert model_text_problems("Which invoice do you mean, INV-1001 or another one?", [], said=said) == []
+    assert model_text_problems("Is it invoice INV-1002 for $12.00?", [], said=said)

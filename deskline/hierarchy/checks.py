@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import date
 from decimal import Decimal
@@ -39,6 +40,17 @@ _ENTITY = re.compile(r"&(?:#\d{1,6}|#x[0-9a-f]{1,6}|[a-z]{2,8});", re.IGNORECASE
 _JSON = re.compile(r"[{\[]\s*\"[^\"\n]{1,60}\"\s*:")
 _PLACEHOLDER = re.compile(r"\{[a-z_][a-z0-9_]*\}")
 SHINGLE = 6  # words: a reply repeating this many consecutive words of its prompt is echoing it
+# What a customer never reads from a desk: the machinery's own words (the prompts forbid them)
+# and identifiers with underscores or dots between words (skill names, event fields).
+_INTERNAL = re.compile(
+    r"\b(?:drafts?|tools?|tool calls?|function calls?|json|skills?|facts?|system prompt|instructions?|"
+    r"as an ai|language model|plan_execution|ask_customer)\b|\b[a-z]+_[a-z0-9_]+\b|\b[a-z]+\.[a-z]+_[a-z_]+\b",
+    re.IGNORECASE)
+_REPEATED_WORD = re.compile(r"\b(\w+)(?:\W+\1\b){3,}", re.IGNORECASE)
+_NUMBER = re.compile(r"\d+")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_URL = re.compile(r"(?:https?://|www\.)[^\s<>\"')]+", re.IGNORECASE)
+MAX_SENTENCES, MAX_CHARS = 5, 700  # the writer is asked for at most 4 sentences
 
 
 def _squash(text: str) -> str:
@@ -122,3 +134,42 @@ def junk(reply: str, draft: str, prompts: Sequence[str] = ()) -> list[str]:
     if len(reply) > 4 * len(draft) + 300:
         problems.append("the reply is far longer than the draft")
     return problems
+
+
+def unsupported(reply: str, results: Iterable[AgentResult], draft: str = "", said: str = "") -> list[str]:
+    """What a model-written ``reply`` states or does that nothing it was given supports: a
+    number, an email address or a web address found in none of the results' facts, the draft
+    and the customer's message; the desk's internal words; a word or phrase repeated over and
+    over; more than a short reply's length."""
+    sources = _squash(" ".join([*(v for r in results for v in r.facts.values()), draft, said]))
+    text = _squash(reply)
+    problems = []
+    numbers = {int(n) for n in _NUMBER.findall(sources)}
+    extra = [n for n in _NUMBER.findall(text) if int(n) not in numbers]
+    if extra:
+        problems.append(f"numbers nothing it was given holds: {', '.join(dict.fromkeys(extra))}")
+    lowered = sources.lower()
+    for pattern, what in ((_EMAIL, "email address"), (_URL, "web address")):
+        invented = [m for m in pattern.findall(text) if m.lower().rstrip(".,;:") not in lowered]
+        if invented:
+            problems.append(f"an {what} nothing it was given holds: {', '.join(invented)}")
+    internal = _INTERNAL.search(text)
+    if internal:
+        problems.append(f"the desk's internal words ({internal.group(0)!r})")
+    words = re.findall(r"\w+", text.lower())
+    trigrams = Counter(zip(words, words[1:], words[2:], strict=False))
+    if _REPEATED_WORD.search(text) or (trigrams and trigrams.most_common(1)[0][1] >= 3):
+        problems.append("a word or phrase repeated over and over")
+    if len(re.findall(r"[.!?。！？]+(?:\s|$)", text)) > MAX_SENTENCES or len(text) > MAX_CHARS:
+        problems.append(f"longer than {MAX_SENTENCES} sentences or {MAX_CHARS} characters")
+    return problems
+
+
+def model_text_problems(reply: str, results: Sequence[AgentResult], *, draft: str = "", said: str = "",
+                        prompts: Sequence[str] = ()) -> list[str]:
+    """Every reason a model-written text (a reply, or the planner's question) cannot reach the
+    customer: ungrounded facts, junk, and anything ``unsupported`` finds. Empty: it may be sent
+    (the caller still checks its language)."""
+    problems = [f"the reply states facts no result holds: {', '.join(found)}"
+                for found in [ungrounded(reply, results, said=said)] if found]
+    return problems + junk(reply, draft, prompts) + unsupported(reply, results, draft, said)

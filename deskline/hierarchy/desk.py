@@ -509,11 +509,10 @@ class SupportDesk:
     def _question(self, writer: TemplateWriter, plan: Plan, text: str) -> str:
         """The model planner's own question when it passes the reply checks (and is in the
         conversation's language), else the desk's."""
-        from deskline.hierarchy.checks import junk, ungrounded
+        from deskline.hierarchy.checks import model_text_problems
         from deskline.hierarchy.planner import PLANNER_PROMPT
 
-        if plan.question and not ungrounded(plan.question, [], said=text) \
-                and not junk(plan.question, "", (PLANNER_PROMPT,)) \
+        if plan.question and not model_text_problems(plan.question, [], said=text, prompts=(PLANNER_PROMPT,)) \
                 and detect(plan.question, (writer.language,)).language in (None, writer.language):
             return plan.question
         return writer.write(plan, [], text).text

@@ -15,7 +15,7 @@ from pydantic_ai.messages import ModelRequest, SystemPromptPart, TextPart, UserP
 from pydantic_ai.models import Model
 
 from deskline.handoffs.payload import AgentResult
-from deskline.hierarchy.checks import junk, ungrounded
+from deskline.hierarchy.checks import model_text_problems
 from deskline.i18n.detect import detect
 from deskline.i18n.formats import language_names
 from deskline.routing.adapter import InvalidOutput
@@ -38,10 +38,7 @@ async def write_with_model(model: Model, text: str, results: Sequence[AgentResul
     reply = "".join(p.content for p in response.parts if isinstance(p, TextPart)).strip()
     if not reply:
         raise InvalidOutput("the writer returned no text")
-    problems = ungrounded(reply, results, said=text)
-    if problems:
-        raise InvalidOutput(f"the reply states facts no result holds: {', '.join(problems)}")
-    refused = junk(reply, draft, (WRITER_PROMPT,))
+    refused = model_text_problems(reply, results, draft=draft, said=text, prompts=(WRITER_PROMPT,))
     written_in = detect(reply, (language,)).language
     if written_in not in (None, language):
         refused.append(f"the reply is in {written_in}, not the conversation's {language}")
