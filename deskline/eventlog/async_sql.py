@@ -32,6 +32,7 @@ from sqlalchemy.util import greenlet_spawn
 from deskline.errors import ConcurrencyConflict, DesklineError, StoreUnavailable
 from deskline.eventlog.database import DbTimeouts, make_async_engine
 from deskline.eventlog.events import Event, Recorded
+from deskline.eventlog.pg_append import APPEND, append_params, check_append
 from deskline.eventlog.store import (
     EVENTS,
     OPEN_TURNS,
@@ -49,40 +50,6 @@ if TYPE_CHECKING:
 LOAD = "SELECT seq, turn, data, created_at FROM events WHERE conversation_id = %s AND seq > %s ORDER BY seq"
 LEASE = ("UPDATE open_turns SET holder = %s, lease_until = %s WHERE conversation_id = %s AND turn = %s "
          "AND (holder IS NULL OR holder = %s OR lease_until < %s)")
-# One statement, one round trip, one transaction. Sub-statements share a snapshot, so the lease
-# is checked with a locking read (``FOR UPDATE`` waits for a concurrent taker and re-reads the
-# row); ``(conversation_id, seq)`` being unique turns a concurrent append into an IntegrityError.
-APPEND = """
-WITH head AS (
-    SELECT %(expected)s::int = 0 OR EXISTS (
-        SELECT 1 FROM events WHERE conversation_id = %(cid)s AND seq = %(expected)s::int) AS ok
-), leased AS (
-    SELECT 1 FROM open_turns
-    WHERE %(check_lease)s AND conversation_id = %(cid)s AND turn = %(lease_turn)s::int
-      AND (holder IS NULL OR holder = %(holder)s::text OR lease_until < %(now)s)
-    FOR UPDATE
-), allowed AS (
-    SELECT (SELECT ok FROM head) AND (NOT %(check_lease)s OR EXISTS (SELECT 1 FROM leased)) AS ok
-), inserted AS (
-    INSERT INTO events (conversation_id, seq, turn, type, v, data, message_key, created_at)
-    SELECT %(cid)s, e.seq, %(turn)s, e.type, e.v, e.data, e.message_key, %(now)s
-    FROM unnest(%(seqs)s::int[], %(types)s::text[], %(vs)s::int[], %(datas)s::text[], %(keys)s::text[])
-         AS e(seq, type, v, data, message_key)
-    WHERE (SELECT ok FROM allowed)
-    RETURNING 1
-), closed AS (
-    DELETE FROM open_turns
-    WHERE conversation_id = %(cid)s AND turn = ANY(%(closes)s::int[]) AND (SELECT ok FROM allowed)
-    RETURNING 1
-), opened AS (
-    INSERT INTO open_turns (conversation_id, turn, message_seq, accepted_at, holder, lease_until)
-    SELECT %(cid)s, o.turn, o.seq, %(now)s, %(holder)s::text, %(open_until)s
-    FROM unnest(%(open_turns)s::int[], %(open_seqs)s::int[]) AS o(turn, seq)
-    WHERE (SELECT ok FROM allowed)
-    RETURNING 1
-)
-SELECT (SELECT ok FROM head), (SELECT ok FROM allowed), (SELECT count(*) FROM inserted)
-"""
 
 
 class AsyncSqlEventStore:
@@ -199,25 +166,12 @@ class AsyncSqlEventStore:
                     await self._append_sqlite(conn, conversation_id, expected_seq, turn, recorded, opened, closed,
                                               holder, ttl_s, now)
                     return recorded
-                cur = await conn.execute(APPEND, {
-                    "cid": conversation_id, "expected": expected_seq, "turn": turn, "now": now,
-                    "check_lease": holder is not None and bool(closed),
-                    "lease_turn": closed[0].turn if closed else 0, "holder": holder,
-                    "seqs": [r.seq for r in recorded], "types": [r.event.type for r in recorded],
-                    "vs": [r.event.v for r in recorded], "datas": [r.event.model_dump_json() for r in recorded],
-                    "keys": [_message_key(r.event) for r in recorded],
-                    "closes": [r.turn for r in closed],
-                    "open_turns": [r.turn for r in opened], "open_seqs": [r.seq for r in opened],
-                    "open_until": now + ttl_s if holder is not None else 0.0,
-                })
-                head_ok, allowed, _n = await cur.fetchone()
+                cur = await conn.execute(APPEND, append_params(conversation_id, expected_seq, turn, recorded,
+                                                               opened, closed, holder, ttl_s, now))
+                row = await cur.fetchone()
         except self._dbapi.IntegrityError as exc:
             raise _conflict(conversation_id, expected_seq) from exc
-        if not head_ok:
-            raise ConcurrencyConflict(f"conversation {conversation_id} has no event {expected_seq}",
-                                      conversation_id=conversation_id, expected_seq=expected_seq)
-        if not allowed:
-            raise _lease_lost(conversation_id, closed[0].turn)
+        check_append(row, conversation_id, expected_seq, closed)
         return recorded
 
     async def _append_sqlite(self, conn: Any, cid: str, expected_seq: int, turn: int, recorded: list[Recorded],

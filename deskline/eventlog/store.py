@@ -16,6 +16,7 @@ Two implementations share one contract (tests/test_store_contract.py): ``MemoryE
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -180,20 +181,33 @@ class SqlEventStore:
         prepare(engine)
 
     def nonblocking(self) -> AsyncEventStore:
-        """This store's awaitable face for the desk's turns (one per store, made on first use):
-        the asyncio drivers on PostgreSQL; on SQLite the calls themselves, on the loop. A SQLite
-        call takes tens of microseconds, less than a hop to a worker thread and back (a one-worker
-        executor made the embedded default's turn ~40 % slower, aiosqlite slower still: see
-        bench/pg_throughput.py); several processes on one database belong on PostgreSQL."""
+        """This store's awaitable face for the desk's turns (one per store, made on first use).
+
+        PostgreSQL: this store's calls on a bounded pool of threads (``ExecutorEventStore``, as
+        many as the connection pool lends, backpressure after ``DESKLINE_DB_POOL_TIMEOUT_S``).
+        Measured against the asyncio drivers (``AsyncSqlEventStore``, one round trip per append)
+        on one process, the threads gave 87-93 turns/s to asyncio's 66-74
+        (bench/pg_throughput.py): psycopg's async path and SQLAlchemy's greenlet bridge cost more
+        Python per call than the thread hop. ``DESKLINE_DB_ASYNCIO=1`` picks the asyncio drivers.
+        SQLite: the calls themselves, on the loop. A SQLite call takes tens of microseconds,
+        less than a hop to a worker thread and back (a one-worker executor made the embedded
+        default's turn ~40 % slower, aiosqlite slower still); several processes on one database
+        belong on PostgreSQL."""
         if self._nonblocking is None:
-            from deskline.eventlog.nonblocking import InlineEventStore
+            from deskline.eventlog.nonblocking import ExecutorEventStore, InlineEventStore
 
             if self._sqlite:
                 self._nonblocking = InlineEventStore(self)
-            else:
+            elif os.environ.get("DESKLINE_DB_ASYNCIO", "").strip().lower() in ("1", "true", "yes"):
                 from deskline.eventlog.async_sql import AsyncSqlEventStore
 
                 self._nonblocking = AsyncSqlEventStore(self.engine.url.render_as_string(hide_password=False))
+            else:
+                from deskline.eventlog.database import DbTimeouts
+
+                limits = DbTimeouts.from_env()
+                self._nonblocking = ExecutorEventStore(self, workers=limits.pool_size + limits.max_overflow,
+                                                       wait_s=limits.pool_s)
         face: AsyncEventStore = self._nonblocking
         return face
 
@@ -214,6 +228,8 @@ class SqlEventStore:
         rows = [(conversation_id, r.seq, turn, r.event.type, r.event.v, r.event.model_dump_json(),
                  _message_key(r.event), now) for r in recorded]
         opened, closed = _turn_changes(recorded)
+        if not self._sqlite:
+            return self._append_pg(conversation_id, expected_seq, turn, recorded, opened, closed, holder, ttl_s, now)
         sql = self._sql
         with self._raw() as conn:
             cur = conn.cursor()
@@ -248,6 +264,32 @@ class SqlEventStore:
             except BaseException:
                 conn.rollback()
                 raise
+        return recorded
+
+    def _append_pg(self, conversation_id: str, expected_seq: int, turn: int, recorded: list[Recorded],
+                   opened: list[Recorded], closed: list[Recorded], holder: str | None, ttl_s: float,
+                   now: float) -> list[Recorded]:
+        """PostgreSQL: the whole append in one statement, then COMMIT (two round trips)."""
+        from deskline.eventlog.pg_append import APPEND, append_params, check_append
+
+        with self._raw() as conn:
+            cur = conn.cursor()
+            try:
+                cur.execute(APPEND, append_params(conversation_id, expected_seq, turn, recorded, opened, closed,
+                                                  holder, ttl_s, now))
+                row = cur.fetchone()
+                conn.commit()
+            except self._dbapi.IntegrityError as exc:
+                conn.rollback()
+                raise ConcurrencyConflict(f"conversation {conversation_id} moved past {expected_seq}",
+                                          conversation_id=conversation_id, expected_seq=expected_seq) from exc
+            except self._dbapi.OperationalError as exc:
+                conn.rollback()
+                raise _failed(exc) from exc
+            except BaseException:
+                conn.rollback()
+                raise
+        check_append(row, conversation_id, expected_seq, closed)
         return recorded
 
     def lease(self, conversation_id: str, turn: int, holder: str, ttl_s: float) -> bool:
