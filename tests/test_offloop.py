@@ -44,3 +44,29 @@ def test_process_memory_and_sqlite_stay_on_the_loop_and_postgres_goes_off_it(sql
     assert blocking(desk.records) and desk.operator.off_loop
     result = asyncio.run(desk.handle("c1", "I was charged twice for invoice INV-1001"))
     assert result.department == "billing" and "CH-2002" in (result.reply or "")
+
+
+class BlockingPayments(MemoryBackend):
+    """Demo records that block, noting the thread of each payments read (the entity resolvers')."""
+
+    blocking = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[str] = []
+
+    def payments(self, *args: Any, **kwargs: Any) -> Any:
+        self.threads.append(threading.current_thread().name)
+        return super().payments(*args, **kwargs)
+
+
+def test_entity_resolvers_over_a_blocking_system_of_record_run_off_the_loop() -> None:
+    """'my payment to Brightwater' is resolved by reading the customer's payments: on a worker
+    thread when the records block, so one conversation's read never stalls the others."""
+    records = BlockingPayments()
+    desk = memory_desk()
+    desk.operator.backend, desk.operator.off_loop = records, True
+    loop_thread = threading.current_thread().name
+    result = asyncio.run(desk.handle("c1", "my payment to Brightwater Utilities has not arrived"))
+    assert result.department == "payment" and "PAY-3002" in (result.reply or "")
+    assert records.threads and all(t.startswith("deskline-skill") and t != loop_thread for t in records.threads)

@@ -59,7 +59,7 @@ from deskline.handoffs.plan import Plan
 from deskline.hierarchy import conversation
 from deskline.hierarchy import strategy as strategy_rules
 from deskline.hierarchy.dialogue import Move
-from deskline.hierarchy.offloop import blocking
+from deskline.hierarchy.offloop import blocking, call_off_loop
 from deskline.hierarchy.operation import Execution, Operator
 from deskline.hierarchy.strategy import Strategy
 from deskline.hierarchy.tactical import Tactician
@@ -347,7 +347,7 @@ class SupportDesk:
         writer = self.writer_for(turn.language)
         speaking = writer.desk  # the definition in the turn's language: its texts and replies
         said = self.definition.extractor(text)
-        referred = self._referred(state, text, said)
+        referred = await self._referred(state, text, said)
         said = said.merged(referred) if not referred.is_empty() else said
         entities = state.entities.merged(said)
         clock = time.perf_counter()
@@ -523,7 +523,11 @@ class SupportDesk:
         return self.writer.texts.unsupported_language.format(
             languages=language_names(languages, self.definition.default_language))
 
-    def _referred(self, state: ConversationState, text: str, said: Entities) -> Entities:
+    async def _referred(self, state: ConversationState, text: str, said: Entities) -> Entities:
+        """What the message refers to without naming it: the desk's resolvers read the system of
+        record, on a worker thread when that blocks (PostgreSQL), so the loop never waits on it."""
+        if blocking(self.records):
+            return await call_off_loop(conversation.referred, self.definition, self.records, state, text, said)
         return conversation.referred(self.definition, self.records, state, text, said)
 
     def _dialogue(self, tactician: Tactician, state: ConversationState, turn: TurnView, text: str, said: Entities,

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import os
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-__all__ = ["blocking", "run_off_loop"]
+__all__ = ["blocking", "call_off_loop", "run_off_loop"]
 
 T = TypeVar("T")
 WORKERS = int(os.environ.get("DESKLINE_SKILL_WORKERS", "16"))
@@ -58,3 +59,10 @@ async def run_off_loop(fn: Callable[[Any], Awaitable[T]], call: Any) -> T:
     """``await fn(call)``, run on a worker thread's own loop."""
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_executor(), _run, fn, call, contextvars.copy_context())
+
+
+async def call_off_loop(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)``, a plain synchronous call (an entity resolver reading the system of record),
+    on a worker thread, in the caller's context."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_executor(), functools.partial(contextvars.copy_context().run, fn, *args))
