@@ -487,3 +487,23 @@ def test_a_model_plan_never_overrules_a_router_sure_at_its_calibrated_threshold(
     plan = next(r.event for r in desk.store.load("c1") if isinstance(r.event, PlanMade))
     assert "the router is sure of billing" in plan.plan.verdicts[-1].reason
     assert unsure.department == "tech" and unsure.stage == "llm"
+
+
+def test_the_planners_question_is_sent_only_when_it_is_a_proper_question(tmp_path: Path, server: FakeOpenAI) -> None:
+    """ask_customer: the model's question reaches the customer when it passes the checks; a form
+    label is refused, the desk's own question is sent, and the event and the eval say why."""
+    from deskline.eventlog.events import ReplySent
+    from deskline.evals.runner import run_turn
+
+    good, bad = "Which invoice do you mean?", "What is your name? (optional):"
+    server.script(Reply.tool_call("ask_customer", {"question": good}),
+                  Reply.tool_call("ask_customer", {"question": bad}))
+    desk = desk_for(models_file(tmp_path, server, writer=None))
+    asked = asyncio.run(desk.handle("c1", "zorp the flibber quux"))
+    assert (asked.mode, asked.reply) == ("clarify", good)
+    seen = asyncio.run(run_turn(desk, "c2", "blarg the wibble flonk"))  # another text: no route-cache hit
+    assert seen.reply and seen.reply != bad and "name" not in seen.reply
+    sent = [r.event for r in desk.store.load("c2") if isinstance(r.event, ReplySent)]
+    assert "not a question" in sent[-1].refused
+    planner = [c for c in seen.model_calls if c.role == "planner"]
+    assert planner and not planner[-1].ok and planner[-1].kind == "rejected" and "question" in planner[-1].reason

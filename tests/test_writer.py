@@ -95,3 +95,15 @@ def test_what_a_model_adds_beyond_its_inputs_is_refused() -> None:
     # the planner's question: only the customer's own words count as given
     assert model_text_problems("Which invoice do you mean, INV-1001 or another one?", [], said=said) == []
     assert model_text_problems("Is it invoice INV-1002 for $12.00?", [], said=said)
+
+
+def test_the_planners_question_must_be_one_short_question() -> None:
+    """A form label, a statement or a speech is not a question the desk sends."""
+    from deskline.hierarchy.checks import question_problems
+
+    said = "something is wrong with my account"
+    assert question_problems("Which account do you mean: checking or savings?", said) == []
+    assert question_problems("¿Qué cuenta quiere decir?", "algo pasa con mi cuenta") == []
+    for bad in ("What is your name? (optional):", "Your account is fine.",
+                "Hello. Thanks. What do you need? Anything else? Tell me?"):
+        assert question_problems(bad, said), bad

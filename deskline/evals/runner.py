@@ -110,6 +110,9 @@ async def run_turn(desk: SupportDesk, conversation_id: str, text: str) -> Observ
             summary = e.summary
         elif isinstance(e, ReplySent):
             grounded, outcome = e.grounded, e.outcome
+            planner = [i for i, c in enumerate(made) if c.role == "planner" and c.ok]
+            if e.refused and planner:  # the planner's question was not sent: its output was rejected
+                made[planner[-1]] = ModelCall.of("planner", False, f"invalid output: question: {e.refused}")
         elif isinstance(e, TurnHeld):
             held, outcome = True, "held"
     if summary:  # a warm transfer carries what the customer named, in its summary

@@ -266,6 +266,7 @@ class ReplySent(_Event):
     topic: Topic | None = None  # what the conversation is about after this turn (None: unchanged)
     offer: Offer | None = None  # the action this reply proposes, open for the next turns
     offer_closed: bool = False  # this turn accepted or declined the open offer
+    refused: str = ""  # why the model's own text (the planner's question) was not sent: the desk's was
 
 
 class TurnHeld(_Event):

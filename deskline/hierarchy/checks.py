@@ -173,3 +173,16 @@ def model_text_problems(reply: str, results: Sequence[AgentResult], *, draft: st
     problems = [f"the reply states facts no result holds: {', '.join(found)}"
                 for found in [ungrounded(reply, results, said=said)] if found]
     return problems + junk(reply, draft, prompts) + unsupported(reply, results, draft, said)
+
+
+def question_problems(question: str, said: str, prompts: Sequence[str] = ()) -> list[str]:
+    """Every reason the planner's question to the customer cannot be sent: those of any model
+    text (only the customer's own words count as given), and it must be one short question,
+    ending with its question mark (not a form's "Name (optional):")."""
+    problems = model_text_problems(question, [], said=said, prompts=prompts)
+    stripped = question.strip()
+    if not stripped.endswith(("?", "？")):
+        problems.append("not a question (it does not end with a question mark)")
+    if len(re.findall(r"[.!?。！？]+(?:\s|$)", stripped)) > 2 or len(stripped) > 300:
+        problems.append("longer than a short question")
+    return problems

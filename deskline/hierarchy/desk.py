@@ -392,10 +392,11 @@ class SupportDesk:
                     ReplySent(text=said_reply, department=HUMAN, mode="escalate",
                               escalated=True, outcome="escalated", llm_calls=budget.calls)]
         if plan.mode == "clarify":
-            said_text = move[1].reply if move is not None else self._question(writer, plan, text)
+            said_text, refused = (move[1].reply, "") if move is not None else self._question(writer, plan, text)
             outcome = "unclear" if plan.stage in ("fallback", "llm") else "answered"
             return [*events, ReplySent(text=said_text, department=plan.department, mode="clarify",
-                                       outcome=outcome, llm_calls=budget.calls, offer_closed=closes_offer)]
+                                       outcome=outcome, llm_calls=budget.calls, offer_closed=closes_offer,
+                                       refused=refused)]
         case = Case(conversation_id=state.conversation_id, turn=turn.turn, customer_id=state.customer_id,
                     intent=plan.intent, department=plan.department, entities=entities,
                     actions_taken=state.actions_taken, history=state.history[-10:],
@@ -506,16 +507,21 @@ class SupportDesk:
         return [ReplySent(text=reply.text, department=department, mode=mode, outcome=outcome, llm_calls=llm_calls,
                           topic=topic, offer=offer, offer_closed=closes_offer)]
 
-    def _question(self, writer: TemplateWriter, plan: Plan, text: str) -> str:
-        """The model planner's own question when it passes the reply checks (and is in the
-        conversation's language), else the desk's."""
-        from deskline.hierarchy.checks import model_text_problems
+    def _question(self, writer: TemplateWriter, plan: Plan, text: str) -> tuple[str, str]:
+        """The model planner's own question when it passes the question checks and is in the
+        conversation's language, else the desk's; and why the model's was refused, if it was."""
+        from deskline.hierarchy.checks import question_problems
         from deskline.hierarchy.planner import PLANNER_PROMPT
 
-        if plan.question and not model_text_problems(plan.question, [], said=text, prompts=(PLANNER_PROMPT,)) \
-                and detect(plan.question, (writer.language,)).language in (None, writer.language):
-            return plan.question
-        return writer.write(plan, [], text).text
+        if not plan.question:
+            return writer.write(plan, [], text).text, ""
+        problems = question_problems(plan.question, text, (PLANNER_PROMPT,))
+        written_in = detect(plan.question, (writer.language,)).language
+        if written_in not in (None, writer.language):
+            problems.append(f"the question is in {written_in}, not the conversation's {writer.language}")
+        if not problems:
+            return plan.question, ""
+        return writer.write(plan, [], text).text, "; ".join(problems)
 
     def _unsupported(self) -> str:
         """The polite reply to a message in a language the desk does not answer in, in its default."""
