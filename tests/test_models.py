@@ -301,7 +301,8 @@ def test_a_turn_never_waits_past_its_deadline(tmp_path: Path, server: FakeOpenAI
     calls = model_events(desk, "c1")
     assert [c.role for c in calls] == ["planner"]  # one call left for the writer, which never runs
     assert not calls[0].ok and calls[0].error.startswith("timeout")
-    assert r.mode == "clarify" and r.reply == desk.definition.texts.clarify  # the embedded default, in time
+    without = asyncio.run(memory_desk(Settings()).handle("c1", GIBBERISH))
+    assert (r.mode, r.reply) == (without.mode, without.reply)  # the embedded default's answer, in time
 
 
 def test_a_group_that_timed_out_is_skipped_for_the_rest_of_the_turn() -> None:
@@ -507,3 +508,19 @@ def test_the_planners_question_is_sent_only_when_it_is_a_proper_question(tmp_pat
     assert "not a question" in sent[-1].refused
     planner = [c for c in seen.model_calls if c.role == "planner"]
     assert planner and not planner[-1].ok and planner[-1].kind == "rejected" and "question" in planner[-1].reason
+
+
+def test_a_failed_planner_leaves_routing_as_the_router_had_it(tmp_path: Path, server: FakeOpenAI) -> None:
+    """Forced to plan every turn, a model that answers without a tool call changes nothing the
+    router was sure of: out of scope stays out of scope, a department stays that department."""
+    desk = desk_for(models_file(tmp_path, server, writer=None, fallbacks=False))
+    plain = memory_desk(Settings())
+    for i, text in enumerate(("what's the weather like tomorrow", "can you recommend a good pizza place",
+                              "I was charged twice for invoice INV-1001")):
+        server.script(Reply.text("Sure! Let me help you with that."))
+        with_model = asyncio.run(desk.handle(f"m{i}", text))
+        without = asyncio.run(plain.handle(f"p{i}", text))
+        assert (with_model.department, with_model.mode, with_model.reply) == (without.department, without.mode,
+                                                                               without.reply), text
+        asked = model_events(desk, f"m{i}")
+        assert with_model.stage in ("classifier", "workflow") and all(not c.ok for c in asked), (text, asked)

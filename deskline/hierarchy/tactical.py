@@ -150,16 +150,23 @@ class Tactician:
             planned = await self._llm(text, p, budget, verdicts, entities, _context(state))
         asked = self.models is not None and self.models.has("planner")  # else abstaining means: ask
         sure = self._sure(p) if asked else None
-        if sure is not None and (planned is None or not self._agrees(planned[0], p.department)):
+        if sure is not None and (planned is None or (p.department != OTHER and not self._agrees(planned[0],
+                                                                                               p.department))):
             # The model never makes routing worse than the local router: where the router is sure
-            # at its own calibrated threshold, a plan for another department (or no plan) yields.
+            # at its own calibrated threshold, a plan for another department yields, and no plan
+            # at all means what the router says (out of scope included: a model that failed on
+            # "what's the weather" must not turn the desk's answer into a question).
             said = "no usable plan" if planned is None else f"a plan for {planned[0].department}"
             verdicts.append(StageVerdict(stage="classifier", department=p.department, intent=p.intent,
                                          confidence=p.confidence, accepted=True, alternatives=p.alternatives,
                                          reason=f"the model gave {said}; the router is sure of {p.department} at "
                                                 f"{p.confidence:.2f} >= its calibrated {sure:.2f}"))
-            plan = self._route(text, p.department, p.intent, p.confidence, "classifier", verdicts, named)
-            return plan, planned[1] if planned is not None else Entities()
+            found = planned[1] if planned is not None else Entities()
+            if p.department == OTHER:  # out of scope, unless the ids named say whose it is (as without a model)
+                hinted = self._entity_hint(named, text, p, verdicts)
+                if hinted is not None:
+                    return hinted, found
+            return self._route(text, p.department, p.intent, p.confidence, "classifier", verdicts, named), found
         if planned is not None:
             self.cache.put(key, planned[0])
             return planned
@@ -173,9 +180,10 @@ class Tactician:
         """The threshold the router was calibrated with, when it is confident at it on a department
         the desk routes (``threshold`` may be set above that, to ask the model more often)."""
         calibrated: float | None = getattr(self.classifier, "calibrated_threshold", None)
-        if calibrated is None or p.confidence < calibrated or p.department == OTHER:
+        if calibrated is None or p.confidence < calibrated:
             return None
-        return calibrated if p.department == HUMAN or self.agent_for(p.department) is not None else None
+        known = p.department in (HUMAN, OTHER) or self.agent_for(p.department) is not None
+        return calibrated if known else None
 
     def _agrees(self, plan: Plan, department: str) -> bool:
         """The plan is (also) for ``department``: its department, or one of its steps' agents."""
