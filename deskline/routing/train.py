@@ -33,13 +33,11 @@ Why it is built this way:
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
 import math
 import os
-import re
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -47,8 +45,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deskline.errors import DesklineError
 from deskline.routing.classifier import CJK_TOKEN_PATTERN, FORMAT_VERSION, MAGIC, Classifier, build_model, normalise
+from deskline.routing.examples import (
+    MIN_EXAMPLES,
+    NAME,
+    Example,
+    TrainingDataError,
+    check_examples,
+    read_examples,
+)
+from deskline.routing.quality import DepartmentScore, Scores, evaluate, score
 
 __all__ = [
     "MIN_EXAMPLES",
@@ -67,20 +73,10 @@ __all__ = [
     "write",
 ]
 
-MIN_EXAMPLES = 8  # per department: fewer cannot be split for calibration and cross-validation
 PARITY_SAMPLE = 2000
 ALIGN = 16
 WORD_NGRAMS = (1, 2)  # fixed: the runtime's word features are exactly unigrams and bigrams
-_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _ABSENT = -1e6  # score of an intent a calibration half never saw (it never wins a max)
-_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
-_INTENT_COLUMNS = ("intent", "source_intent")
-
-
-class TrainingDataError(DesklineError):
-    """Training examples that cannot be used: the message names the file and, where it can, the line."""
-
-    code = "invalid_training_data"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,20 +104,6 @@ DEFAULT_SETTINGS = TrainSettings()
 
 
 @dataclass(frozen=True, slots=True)
-class Example:
-    """One labelled training utterance (text already normalised)."""
-
-    text: str
-    intent: str
-    department: str
-    source: str
-
-    @property
-    def key(self) -> str:
-        return f"{self.department}/{self.intent}"
-
-
-@dataclass(frozen=True, slots=True)
 class LinearFit:
     """The coefficients of the two linear SVMs fitted on one set of rows, one row per class
     (classes a fit never saw get zero weights and a very low bias)."""
@@ -131,176 +113,6 @@ class LinearFit:
     intent_coef: Any
     intent_bias: Any
     intent_seen: Any  # bool per intent: did this fit have examples of it
-
-
-@dataclass(frozen=True, slots=True)
-class DepartmentScore:
-    precision: float
-    recall: float
-    f1: float
-    support: int
-
-
-@dataclass(frozen=True, slots=True)
-class Scores:
-    """Department-level quality of a router on labelled rows (cross-validated or held out).
-
-    Abstention is ignored: a prediction is its best department, whatever its confidence;
-    ``abstain_rate`` says how often the router would have abstained at its threshold.
-    """
-
-    rows: int
-    macro_f1: float
-    accuracy: float
-    departments: dict[str, DepartmentScore]
-    confusions: tuple[tuple[str, str, int], ...]  # (true, predicted, count), worst first
-    abstain_rate: float = 0.0
-    folds: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "rows": self.rows,
-            "folds": self.folds,
-            "macro_f1": self.macro_f1,
-            "accuracy": self.accuracy,
-            "abstain_rate": self.abstain_rate,
-            "departments": {
-                name: {"precision": s.precision, "recall": s.recall, "f1": s.f1, "support": s.support}
-                for name, s in self.departments.items()
-            },
-            "confusions": [{"true": t, "predicted": p, "count": n} for t, p, n in self.confusions],
-        }
-
-
-# --------------------------------------------------------------------------------------------
-# Reading and checking examples
-
-
-def read_examples(paths: Iterable[str | os.PathLike[str]]) -> list[Example]:
-    """The labelled rows of CSV or JSON-lines files, in file then row order, checked.
-
-    Columns (CSV) or keys (JSON lines): ``text``, ``department`` and optionally ``intent`` (or
-    ``source_intent``; without either, the intent is the department). Departments are stripped
-    and lower-cased and must then be lowercase identifiers. Rows whose text is empty once
-    normalised are skipped. Raises :class:`TrainingDataError` on a missing or unreadable file,
-    a file without the ``text`` or ``department`` column, a file without a usable row, a bad
-    department name, fewer than two departments overall or a department with fewer than
-    ``MIN_EXAMPLES`` examples.
-    """
-    files = [Path(p) for p in paths]
-    if not files:
-        raise TrainingDataError("no training file given")
-    examples: list[Example] = []
-    for path in files:
-        examples.extend(_read_file(path))
-    check_examples(examples, where=", ".join(str(p) for p in files))
-    return examples
-
-
-def _read_file(path: Path) -> list[Example]:
-    kind = _FORMATS.get(path.suffix.lower())
-    if kind is None:
-        raise TrainingDataError(
-            f"{path}: unknown file type {path.suffix or '(none)'!r}; use .csv, .jsonl or .json (JSON lines)",
-            file=str(path),
-        )
-    if not path.is_file():
-        raise TrainingDataError(f"{path}: no such file", file=str(path))
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            rows = list(_csv_rows(path, handle) if kind == "csv" else _json_rows(path, handle))
-    except UnicodeDecodeError as exc:
-        raise TrainingDataError(f"{path}: not UTF-8 text ({exc.reason})", file=str(path)) from None
-    except csv.Error as exc:
-        raise TrainingDataError(f"{path}: not a readable CSV file ({exc})", file=str(path)) from None
-    examples = [_example(path, line, row) for line, row in rows]
-    usable = [e for e in examples if e is not None]
-    if not usable:
-        raise TrainingDataError(
-            f"{path}: no usable rows (each needs a non-empty 'text' and a 'department')", file=str(path)
-        )
-    return usable
-
-
-def _csv_rows(path: Path, handle: Any) -> Iterable[tuple[int, dict[str, Any]]]:
-    reader = csv.DictReader(handle)
-    columns = [c.strip() for c in reader.fieldnames or []]
-    reader.fieldnames = columns
-    if not columns:
-        raise TrainingDataError(f"{path}: empty file (no header row and no usable rows)", file=str(path))
-    for needed in ("text", "department"):
-        if needed not in columns:
-            raise TrainingDataError(
-                f"{path}: no {needed!r} column (columns: {', '.join(columns)}); "
-                "a training file needs 'text' and 'department' (and optionally 'intent')",
-                file=str(path),
-            )
-    for row in reader:
-        yield reader.line_num, row
-
-
-def _json_rows(path: Path, handle: Any) -> Iterable[tuple[int, dict[str, Any]]]:
-    for line, raw in enumerate(handle, start=1):
-        if not raw.strip():
-            continue
-        try:
-            row = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise TrainingDataError(f"{path} line {line}: not JSON ({exc.msg})", file=str(path), line=line) from None
-        if not isinstance(row, dict):
-            raise TrainingDataError(f"{path} line {line}: not a JSON object", file=str(path), line=line)
-        for needed in ("text", "department"):
-            if needed not in row:
-                raise TrainingDataError(
-                    f"{path} line {line}: no {needed!r} field; every line needs 'text' and 'department'",
-                    file=str(path),
-                    line=line,
-                )
-        yield line, row
-
-
-def _example(path: Path, line: int, row: Mapping[str, Any]) -> Example | None:
-    """One row as an example; ``None`` for a row without text."""
-    values = {}
-    for name in ("text", "department", *_INTENT_COLUMNS):
-        value = row.get(name)
-        if value is not None and not isinstance(value, str):
-            raise TrainingDataError(f"{path} line {line}: {name!r} must be a string", file=str(path), line=line)
-        values[name] = value or ""
-    text = normalise(values["text"])
-    department = values["department"].strip().lower()
-    if not text:
-        return None
-    if not _NAME.match(department):
-        what = f"department {values['department']!r}" if department else "an empty department"
-        raise TrainingDataError(
-            f"{path} line {line}: {what}; a department is a lowercase identifier "
-            "(a letter, then letters, digits or '_')",
-            file=str(path),
-            line=line,
-        )
-    intent = values["intent"].strip() or values["source_intent"].strip() or department
-    return Example(text, intent, department, path.stem)
-
-
-def check_examples(examples: Sequence[Example], *, where: str = "the training data") -> None:
-    """Raise :class:`TrainingDataError` unless the examples can train a router: at least two
-    departments, each with at least ``MIN_EXAMPLES`` examples."""
-    counts = Counter(e.department for e in examples)
-    if not counts:
-        raise TrainingDataError(f"{where}: no usable rows")
-    if len(counts) < 2:
-        (only,) = counts
-        raise TrainingDataError(
-            f"{where}: only one department ({only!r}); a router needs at least two", departments=[only]
-        )
-    small = sorted((n, d) for d, n in counts.items() if n < MIN_EXAMPLES)
-    if small:
-        detail = "; ".join(f"department {d!r} has {n} example{'s' * (n != 1)}" for n, d in small)
-        raise TrainingDataError(
-            f"{where}: {detail}; at least {MIN_EXAMPLES} are needed",
-            departments={d: n for n, d in small},
-        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -464,7 +276,7 @@ def _department_order(examples: Sequence[Example], departments: Sequence[str] | 
     if departments is None:
         return sorted(present)
     order = list(departments)
-    bad = [d for d in order if not isinstance(d, str) or not _NAME.match(d)]
+    bad = [d for d in order if not isinstance(d, str) or not NAME.match(d)]
     if bad or len(set(order)) != len(order):
         raise TrainingDataError(f"departments must be distinct lowercase identifiers, not {order}")
     if set(order) != present:
@@ -714,41 +526,6 @@ def cross_validate(
         result.confusions,
         abstain_rate=abstained / len(examples),
         folds=folds,
-    )
-
-
-def evaluate(router: Classifier, examples: Sequence[Example]) -> Scores:
-    """The department scores of a loaded router on labelled rows (e.g. a held-out split)."""
-    predictions = [router.predict(e.text) for e in examples]
-    result = score([e.department for e in examples], [p.department for p in predictions], router.departments)
-    abstain_rate = sum(p.abstain for p in predictions) / max(1, len(examples))
-    return Scores(result.rows, result.macro_f1, result.accuracy, result.departments, result.confusions, abstain_rate)
-
-
-def score(
-    truth: Sequence[str], predicted: Sequence[str], departments: Sequence[str] | None = None, worst: int = 10
-) -> Scores:
-    """Per-department precision/recall/F1, their macro mean (over the true departments and
-    ``departments``), accuracy and the ``worst`` most frequent confusions."""
-    names = list(dict.fromkeys([*(departments or ()), *sorted(set(truth))]))
-    pairs = Counter(zip(truth, predicted, strict=True))
-    per: dict[str, DepartmentScore] = {}
-    for name in names:
-        hit = pairs[(name, name)]
-        support = sum(n for (t, _), n in pairs.items() if t == name)
-        called = sum(n for (_, p), n in pairs.items() if p == name)
-        precision = hit / called if called else 0.0
-        recall = hit / support if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per[name] = DepartmentScore(precision, recall, f1, support)
-    scored = [s.f1 for s in per.values() if s.support]
-    confusions = sorted(((t, p, n) for (t, p), n in pairs.items() if t != p), key=lambda c: (-c[2], c[0], c[1]))
-    return Scores(
-        rows=len(truth),
-        macro_f1=sum(scored) / len(scored) if scored else 0.0,
-        accuracy=sum(pairs[(n, n)] for n in names) / max(1, len(truth)),
-        departments=per,
-        confusions=tuple(confusions[:worst]),
     )
 
 
