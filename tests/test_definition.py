@@ -169,3 +169,15 @@ def test_the_domain_scan_finds_what_it_looks_for(tmp_path: Path) -> None:
     """The scan itself is not blind: it flags a constant and an import of the built-in desk."""
     assert DOMAIN.search("Could you tell me the invoice number?")
     assert DOMAIN.search("billing") and DOMAIN.search("INV-1001") and not DOMAIN.search("orders")
+
+
+def test_escalation_patterns_match_case_blind_however_they_are_written() -> None:
+    """A lower-case pattern is searched on the lower-cased text (faster), one with capitals with
+    re.IGNORECASE: either way the match ignores case, and escapes like \\S keep their meaning."""
+    from deskline.definition.model import EscalationRule
+
+    plain = EscalationRule(name="fraud", reason="r", pattern=r"\bstolen\b|\bmy\s+card\S*\s+is\s+gone")
+    assert plain("My CARD was STOLEN") and plain("MY CARD!! IS GONE") and not plain("my card is here")
+    capital = EscalationRule(name="ids", reason="r", pattern=r"\bINV-\d{4}\b")
+    assert capital("inv-1001 is wrong") and capital("INV-1001") and not capital("INV-12")
+    assert not EscalationRule(name="none", reason="r")("anything")
