@@ -127,8 +127,10 @@ def junk(reply: str, draft: str, prompts: Sequence[str] = ()) -> list[str]:
         if any(" ".join(pw[i:i + SHINGLE]) in shingles for i in range(len(pw) - SHINGLE + 1)):
             problems.append("the reply repeats its instructions")
             break
-    lost = (ids_in(draft) - ids_in(reply)) | {str(a) for a in amounts_in(draft) - amounts_in(reply)} \
-        | {d.isoformat() for d in dates_in(draft) - dates_in(reply)}
+    lost = (ids_in(draft) - ids_in(reply)) | {f"{amount} {currency}" for amount, currency in
+                                              amounts_in(draft) - amounts_in(reply)} \
+        | {d.isoformat() for d in dates_in(draft) - dates_in(reply)} \
+        | {f"{h:02d}:{m:02d}" for h, m in times_in(draft) - times_in(reply)}
     if lost:
         problems.append(f"the reply drops facts the draft states: {', '.join(sorted(map(str, lost)))}")
     if len(reply) > 4 * len(draft) + 300:
