@@ -19,38 +19,31 @@ unmeasured; compare turns/s there. Run the "before" rows on the code before issu
 its checkout first on PYTHONPATH (``open_bench_desk`` leaves a desk without ``aio`` as it is).
 A benchmark: it prints figures, asserts nothing.
 
-Figures (2026-11-30, 2 CPUs, Python 3.11, PostgreSQL on loopback). The machine was SHARED: other
-engineers' CPU-bound jobs kept the load average at 3.6-5.2 on 2 cores during every run, so each
-figure moved by up to 2x between identical runs; read them as ranges, not points.
+Figures (2026-12-01, 2 CPUs, Python 3.11, PostgreSQL on loopback, the machine otherwise idle but
+slower than on 2026-11-21: the peers' fastest row took 8.4-8.7 ms a turn where it took 2.9 ms):
 
-    before = HEAD 2811085 (sync store on the loop), after = this code, 8 s per row:
+    before = 2811085 (sync store and skills on the loop), after = this code, 8 s per row:
     db          store     procs  conc  turns/s  p50 ms  p99 ms
-    postgresql  before      1     50    125.4     7.45   19.16   (closed loop: see above)
-    postgresql  before      2     50    199.4     8.33   36.13
-    postgresql  before      4     50    128.4    27.59   84.07
-    sqlite      before      1     50    378.9     2.44    9.56
-    postgresql  after       1     50    122.9   390.26  592.0
-    postgresql  after       2     50    114.0   823.72 1442.52
-    postgresql  after       4     50     87.6  2129.79 2882.32
-    sqlite      after       1     50    310.6   142.2   360.39
+    postgresql  before      1     50     87.2    10.99   27.05   (closed loop: see above)
+    postgresql  before      1     50     83.3    11.70   26.63   (again, after the "after" rows)
+    postgresql  before      2     50    191.1     9.99   22.14
+    postgresql  before      4     50    149.3    24.18   68.62
+    sqlite      before      1     50    269.2     3.41   15.97
+    postgresql  after       1     50     84.9   565.1  1009.42
+    postgresql  after       2     50    125.7   705.38  1782.41
+    postgresql  after       4     50    154.2  1034.98  3300.68
+    sqlite      after       1     50    289.0     3.30   19.00
 
-    interleaved single-process rounds, 6 s each (turns/s):
-                    round 1   round 2
-    before (HEAD)     62.3     140.1
-    after asyncio    126.8     113.5
-    after executor    85.1     122.6
-    SQLite in-process (6 s): executor 189 / 161, aiosqlite 96 / 131, blocking 122 / 402
+    one process, interleaved rounds (the other core busy with a llama.cpp server), turns/s:
+    asyncio drivers 73.9 / 65.7 / 79.9 / 87.1, bounded executor 93.0 / 87.1 / 90.5 / 89.9,
+    blocking on the loop 63.3 / 65.9 / 56.9 / 63.7  ->  the executor is the default.
 
-    set load, --rate 60, 1 process, 50 conversations:  before p50 11.2 ms p99 121 ms;
-                                                       after  p50  9.9 ms p99 319 ms
-
-Where a turn's loop time goes (py-spy, asyncio store, PostgreSQL): 32 % waiting in psycopg's
-*synchronous* ``wait`` under the built-in desk's skills (its ``sor_*`` system of record through
-SQLModel sessions, agents/builtin/backend/sql.py, called from ``async`` skills), 23 % in the
-asyncio store's append (mostly psycopg's own Python), the rest the desk's decisions. So the store
-is off the loop, but every billing/tech/payment turn still blocks it in the system of record,
-and on a saturated CPU overlapping the store's waits buys nothing measurable: the issue's goal
-(2x one process's turns/s, p99 < 50 ms) is NOT met by this change on this machine.
+A PostgreSQL turn costs ~10 ms of CPU here (``time.process_time`` over a run: 80 turns/s at 0.80
+of a core), four times the in-memory embedded turn: psycopg's Python, the built-in system of
+record's SQLModel sessions, and the thread hops that keep them off the loop. One process is
+CPU-bound, so overlapping its database waits cannot double its turns/s: the issue's goal (2x one
+process, p99 < 50 ms at that load) is NOT met. Two processes lose to the blocking code (126 vs
+191 turns/s): their worker threads contend for the two cores.
 """
 
 from __future__ import annotations
