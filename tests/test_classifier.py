@@ -266,3 +266,20 @@ def test_language_holdouts_are_disjoint_from_training(train: str, holdout: str) 
     assert len(rows) > 100
     assert {row["lang"] for row in rows} in ({"es"}, {"zh"})
     assert not {row["text"] for row in rows} & trained
+
+
+def test_the_same_text_asked_twice_in_a_row_is_scored_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A turn asks about its message twice (dialogue, then routing): the second answer is the
+    first one, not a second scoring; another text in between is scored afresh."""
+    from deskline.routing import classifier as module
+
+    router = load_classifier(ROUTER)
+    router.predict("a text no other test asks about")  # whatever was remembered is forgotten
+    scored: list[str] = []
+    features = module._features
+    monkeypatch.setattr(module, "_features", lambda model, text: scored.append(text) or features(model, text))
+    text = "I was charged twice for invoice INV-1001"
+    first, second = router.predict(text), router.predict(text)
+    assert first == second and len(scored) == 1
+    router.predict("where is my transfer")
+    assert router.predict(text) == first and len(scored) == 3

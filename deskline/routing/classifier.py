@@ -141,6 +141,7 @@ class _Model:
     threshold: float
     metadata: dict[str, Any]
     word_grams: dict[str, tuple[int, ...]]  # word -> its known char_wb n-gram ids (a cache)
+    recent: dict[str, tuple[list[float], FloatArray]]  # the last text asked -> its scores (a cache of one)
 
 
 class Classifier:
@@ -178,13 +179,22 @@ class Classifier:
         return Classifier(self._model, threshold)
 
     def probabilities(self, text: str) -> tuple[list[float], FloatArray]:
-        """Calibrated department probabilities (``departments`` order) and raw intent scores."""
+        """Calibrated department probabilities (``departments`` order) and raw intent scores.
+
+        The last text asked is remembered: a turn asks about its message twice (the dialogue
+        step, then the routing cascade), one after the other. Only the last: repeated messages
+        across turns are the route cache's business (``RouteCache``), which a caller can turn off."""
         model = self._model
-        text = normalise(text)
+        found = model.recent.get(text)
+        if found is not None:
+            return list(found[0]), found[1].copy()
+        key, text = text, normalise(text)
         fids, values, coverage = _features(model, strip_accents(text) if model.strip_accents else text)
         dept_scores = values @ model.dept_weights[fids] + model.dept_bias
         intent_scores = _intent_scores(model, fids, values)
         probs = _department_probabilities(model, dept_scores, intent_scores, coverage)
+        model.recent.clear()
+        model.recent[key] = (list(probs), intent_scores.copy())
         return probs, intent_scores
 
     def predict(self, text: str) -> Prediction:
@@ -433,6 +443,7 @@ def build_model(header: dict[str, Any], arrays: dict[str, Array]) -> _Model:
         threshold=float(header["threshold"]),
         metadata=dict(header.get("metadata", {})),
         word_grams={},
+        recent={},
     )
 
 
