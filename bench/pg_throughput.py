@@ -38,12 +38,19 @@ slower than on 2026-11-21: the peers' fastest row took 8.4-8.7 ms a turn where i
     asyncio drivers 73.9 / 65.7 / 79.9 / 87.1, bounded executor 93.0 / 87.1 / 90.5 / 89.9,
     blocking on the loop 63.3 / 65.9 / 56.9 / 63.7  ->  the executor is the default.
 
+    later, after the classifier stopped scoring a follow-up's text twice (8 s per row, back to back):
+    after 70.7 / 109.2 turns/s (1 / 2 processes), before 82.8 / 154.7; at --rate 40, one process:
+    after p50 24.2 ms p99 694 ms, before p50 17.9 ms p99 386 ms.
+
 A PostgreSQL turn costs ~10 ms of CPU here (``time.process_time`` over a run: 80 turns/s at 0.80
 of a core), four times the in-memory embedded turn: psycopg's Python, the built-in system of
 record's SQLModel sessions, and the thread hops that keep them off the loop. One process is
 CPU-bound, so overlapping its database waits cannot double its turns/s: the issue's goal (2x one
-process, p99 < 50 ms at that load) is NOT met. Two processes lose to the blocking code (126 vs
-191 turns/s): their worker threads contend for the two cores.
+process, p99 < 50 ms at that load) is NOT met. On loopback a round trip takes ~0.1 ms, so the
+blocking code lost little by waiting and the thread hops that replace the waits cost more than
+they save: the non-blocking code is 15-30 % below it in turns/s and its p99 at a set load is
+higher. Against a database a network away (~1 ms a round trip) the balance should turn; not
+measured here.
 """
 
 from __future__ import annotations
