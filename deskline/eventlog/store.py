@@ -225,59 +225,49 @@ class SqlEventStore:
     ) -> list[Recorded]:
         now = time.time()
         recorded = _records(conversation_id, expected_seq, turn, events, now)
-        rows = [(conversation_id, r.seq, turn, r.event.type, r.event.v, r.event.model_dump_json(),
-                 _message_key(r.event), now) for r in recorded]
         opened, closed = _turn_changes(recorded)
         if not self._sqlite:
-            return self._append_pg(conversation_id, expected_seq, turn, recorded, opened, closed, holder, ttl_s, now)
-        sql = self._sql
-        with self._raw() as conn:
-            cur = conn.cursor()
-            try:
-                if self._sqlite:
-                    cur.execute("BEGIN IMMEDIATE")  # take the write lock before reading the head
-                if expected_seq > 0:
-                    # The head must exist: appending after a seq nobody wrote would leave a gap.
-                    cur.execute(sql["head"], (conversation_id, expected_seq))
-                    if cur.fetchone() is None:
-                        raise ConcurrencyConflict(f"conversation {conversation_id} has no event {expected_seq}",
-                                                  conversation_id=conversation_id, expected_seq=expected_seq)
-                if holder is not None and closed:
-                    cur.execute(sql["lease"], (holder, now + ttl_s, conversation_id, closed[0].turn, holder, now))
-                    if cur.rowcount != 1:
-                        raise _lease_lost(conversation_id, closed[0].turn)
-                cur.executemany(sql["insert"], rows)
-                for r in closed:
-                    cur.execute(sql["close"], (conversation_id, r.turn))
-                if opened and not closed:
-                    lease_until = now + ttl_s if holder is not None else 0.0
-                    cur.executemany(sql["open"], [(conversation_id, r.turn, r.seq, now, holder, lease_until)
-                                                  for r in opened])
-                conn.commit()
-            except self._dbapi.IntegrityError as exc:
-                conn.rollback()
-                raise ConcurrencyConflict(f"conversation {conversation_id} moved past {expected_seq}",
-                                          conversation_id=conversation_id, expected_seq=expected_seq) from exc
-            except self._dbapi.OperationalError as exc:
-                conn.rollback()
-                raise _failed(exc) from exc
-            except BaseException:
-                conn.rollback()
-                raise
-        return recorded
+            from deskline.eventlog.pg_append import APPEND, append_params, check_append
 
-    def _append_pg(self, conversation_id: str, expected_seq: int, turn: int, recorded: list[Recorded],
-                   opened: list[Recorded], closed: list[Recorded], holder: str | None, ttl_s: float,
-                   now: float) -> list[Recorded]:
-        """PostgreSQL: the whole append in one statement, then COMMIT (two round trips)."""
-        from deskline.eventlog.pg_append import APPEND, append_params, check_append
-
-        with self._raw() as conn:
-            cur = conn.cursor()
-            try:
+            # PostgreSQL: the whole append in one statement, then COMMIT (two round trips).
+            with self._writing(conversation_id, expected_seq) as cur:
                 cur.execute(APPEND, append_params(conversation_id, expected_seq, turn, recorded, opened, closed,
                                                   holder, ttl_s, now))
                 row = cur.fetchone()
+            check_append(row, conversation_id, expected_seq, closed)
+            return recorded
+        sql = self._sql
+        with self._writing(conversation_id, expected_seq) as cur:
+            cur.execute("BEGIN IMMEDIATE")  # take the write lock before reading the head
+            if expected_seq > 0:
+                # The head must exist: appending after a seq nobody wrote would leave a gap.
+                cur.execute(sql["head"], (conversation_id, expected_seq))
+                if cur.fetchone() is None:
+                    raise ConcurrencyConflict(f"conversation {conversation_id} has no event {expected_seq}",
+                                              conversation_id=conversation_id, expected_seq=expected_seq)
+            if holder is not None and closed:
+                cur.execute(sql["lease"], (holder, now + ttl_s, conversation_id, closed[0].turn, holder, now))
+                if cur.rowcount != 1:
+                    raise _lease_lost(conversation_id, closed[0].turn)
+            cur.executemany(sql["insert"], [(conversation_id, r.seq, turn, r.event.type, r.event.v,
+                                             r.event.model_dump_json(), _message_key(r.event), now)
+                                            for r in recorded])
+            for r in closed:
+                cur.execute(sql["close"], (conversation_id, r.turn))
+            if opened and not closed:
+                lease_until = now + ttl_s if holder is not None else 0.0
+                cur.executemany(sql["open"], [(conversation_id, r.turn, r.seq, now, holder, lease_until)
+                                              for r in opened])
+        return recorded
+
+    @contextmanager
+    def _writing(self, conversation_id: str, expected_seq: int) -> Iterator[Any]:
+        """A cursor on a pooled connection, committed when the block ends; rolled back on any
+        error, a unique-key violation raised as ``ConcurrencyConflict`` and a driver failure as
+        ``StoreUnavailable``."""
+        with self._raw() as conn:
+            try:
+                yield conn.cursor()
                 conn.commit()
             except self._dbapi.IntegrityError as exc:
                 conn.rollback()
@@ -289,8 +279,6 @@ class SqlEventStore:
             except BaseException:
                 conn.rollback()
                 raise
-        check_append(row, conversation_id, expected_seq, closed)
-        return recorded
 
     def lease(self, conversation_id: str, turn: int, holder: str, ttl_s: float) -> bool:
         """Take (or renew) the right to decide an open turn for ``ttl_s`` seconds.
