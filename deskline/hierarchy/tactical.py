@@ -109,7 +109,8 @@ class Tactician:
             cache_span.set_attribute("deskline.hit", cached is not None)
         if cached is not None:
             hit = StageVerdict(stage="cache", department=cached.department, intent=cached.intent,
-                               confidence=cached.confidence, accepted=True, reason=f"exact match of a {cached.stage} plan")
+                               confidence=cached.confidence, accepted=True,
+                               reason=f"exact match of a {cached.stage} plan")
             return cached.model_copy(update={"stage": "cache", "verdicts": (hit,)}), Entities()
         verdicts.append(StageVerdict(stage="cache", reason="no cached plan for this text"))
         with span("deskline.triage.classifier") as cls_span:
@@ -130,7 +131,8 @@ class Tactician:
             if owner is not None:
                 verdicts.append(StageVerdict(
                     stage="classifier", department=p.department, intent=p.intent, confidence=p.confidence,
-                    alternatives=p.alternatives, reason=f"{p.department} at {p.confidence:.2f}, but the ids named belong to {owner}"))
+                    alternatives=p.alternatives,
+                    reason=f"{p.department} at {p.confidence:.2f}, but the ids named belong to {owner}"))
                 verdicts.append(StageVerdict(stage="rules", department=owner, intent=p.intent, confidence=p.confidence,
                                              accepted=True, reason=f"the message names only {owner}'s ids"))
                 plan = self._route(text, owner, "", p.confidence, "rules", verdicts, named)
@@ -150,8 +152,8 @@ class Tactician:
             planned = await self._llm(text, p, budget, verdicts, entities, _context(state))
         asked = self.models is not None and self.models.has("planner")  # else abstaining means: ask
         sure = self._sure(p) if asked else None
-        if sure is not None and (planned is None or (p.department != OTHER and not self._agrees(planned[0],
-                                                                                               p.department))):
+        overruled = planned is not None and p.department != OTHER and not self._agrees(planned[0], p.department)
+        if sure is not None and (planned is None or overruled):
             # The model never makes routing worse than the local router: where the router is sure
             # at its own calibrated threshold, a plan for another department yields, and no plan
             # at all means what the router says (out of scope included: a model that failed on
