@@ -25,6 +25,10 @@ class BlockingMemory(MemoryBackend):
         self.threads.append(threading.current_thread().name)
         return super().invoice(*args, **kwargs)
 
+    def payments(self, *args: Any, **kwargs: Any) -> Any:  # what the entity resolvers read
+        self.threads.append(threading.current_thread().name)
+        return super().payments(*args, **kwargs)
+
 
 def test_a_blocking_system_of_record_runs_its_skills_off_the_loop() -> None:
     records = BlockingMemory()
@@ -46,24 +50,10 @@ def test_process_memory_and_sqlite_stay_on_the_loop_and_postgres_goes_off_it(sql
     assert result.department == "billing" and "CH-2002" in (result.reply or "")
 
 
-class BlockingPayments(MemoryBackend):
-    """Demo records that block, noting the thread of each payments read (the entity resolvers')."""
-
-    blocking = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.threads: list[str] = []
-
-    def payments(self, *args: Any, **kwargs: Any) -> Any:
-        self.threads.append(threading.current_thread().name)
-        return super().payments(*args, **kwargs)
-
-
 def test_entity_resolvers_over_a_blocking_system_of_record_run_off_the_loop() -> None:
     """'my payment to Brightwater' is resolved by reading the customer's payments: on a worker
     thread when the records block, so one conversation's read never stalls the others."""
-    records = BlockingPayments()
+    records = BlockingMemory()
     desk = memory_desk()
     desk.operator.backend, desk.operator.off_loop = records, True
     loop_thread = threading.current_thread().name
