@@ -8,6 +8,7 @@ unique, so a concurrent append fails with an IntegrityError instead of leaving a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,8 +35,7 @@ WITH head AS (
 ), inserted AS (
     INSERT INTO events (conversation_id, seq, turn, type, v, data, message_key, created_at)
     SELECT %(cid)s, e.seq, %(turn)s, e.type, e.v, e.data, e.message_key, %(now)s
-    FROM unnest(%(seqs)s::int[], %(types)s::text[], %(vs)s::int[], %(datas)s::text[], %(keys)s::text[])
-         AS e(seq, type, v, data, message_key)
+    FROM json_to_recordset(%(events)s::json) AS e(seq int, type text, v int, data text, message_key text)
     WHERE (SELECT ok FROM allowed)
     RETURNING 1
 ), closed AS (
@@ -45,7 +45,7 @@ WITH head AS (
 ), opened AS (
     INSERT INTO open_turns (conversation_id, turn, message_seq, accepted_at, holder, lease_until)
     SELECT %(cid)s, o.turn, o.seq, %(now)s, %(holder)s::text, %(open_until)s
-    FROM unnest(%(open_turns)s::int[], %(open_seqs)s::int[]) AS o(turn, seq)
+    FROM json_to_recordset(%(opens)s::json) AS o(turn int, seq int)
     WHERE (SELECT ok FROM allowed)
     RETURNING 1
 )
@@ -62,11 +62,12 @@ def append_params(conversation_id: str, expected_seq: int, turn: int, recorded: 
         "cid": conversation_id, "expected": expected_seq, "turn": turn, "now": now,
         "check_lease": holder is not None and bool(closed),
         "lease_turn": closed[0].turn if closed else 0, "holder": holder,
-        "seqs": [r.seq for r in recorded], "types": [r.event.type for r in recorded],
-        "vs": [r.event.v for r in recorded], "datas": [r.event.model_dump_json() for r in recorded],
-        "keys": [_message_key(r.event) for r in recorded],
-        "closes": [r.turn for r in closed],
-        "open_turns": [r.turn for r in opened], "open_seqs": [r.seq for r in opened],
+        # The rows as one JSON text: psycopg dumps a list parameter element by element in Python
+        # (escaping every quote of every event's JSON through a regex), 15-20 % of an append's CPU.
+        "events": json.dumps([{"seq": r.seq, "type": r.event.type, "v": r.event.v, "data": r.event.model_dump_json(),
+                               "message_key": _message_key(r.event)} for r in recorded]),
+        "closes": "{" + ",".join(str(r.turn) for r in closed) + "}",  # an int[] literal
+        "opens": json.dumps([{"turn": r.turn, "seq": r.seq} for r in opened]),
         "open_until": now + ttl_s if holder is not None else 0.0,
     }
 

@@ -212,11 +212,11 @@ class SqlEventStore:
         return face
 
     def load(self, conversation_id: str, after: int = 0) -> list[Recorded]:
-        with self._raw() as conn:
+        with self._raw(autocommit=True) as conn:
             cur = conn.cursor()
             cur.execute(self._sql["load"], (conversation_id, after))
             rows = cur.fetchall()
-            conn.rollback()  # end the read transaction (a no-op outside one)
+            conn.rollback()  # end SQLite's read transaction (a no-op outside one)
         return [parse_row(conversation_id, seq, turn, data, at) for seq, turn, data, at in rows]
 
     def append(
@@ -229,8 +229,8 @@ class SqlEventStore:
         if not self._sqlite:
             from deskline.eventlog.pg_append import APPEND, append_params, check_append
 
-            # PostgreSQL: the whole append in one statement, then COMMIT (two round trips).
-            with self._writing(conversation_id, expected_seq) as cur:
+            # PostgreSQL: the whole append in one statement, its own transaction (one round trip).
+            with self._writing(conversation_id, expected_seq, autocommit=True) as cur:
                 cur.execute(APPEND, append_params(conversation_id, expected_seq, turn, recorded, opened, closed,
                                                   holder, ttl_s, now))
                 row = cur.fetchone()
@@ -261,11 +261,11 @@ class SqlEventStore:
         return recorded
 
     @contextmanager
-    def _writing(self, conversation_id: str, expected_seq: int) -> Iterator[Any]:
+    def _writing(self, conversation_id: str, expected_seq: int, *, autocommit: bool = False) -> Iterator[Any]:
         """A cursor on a pooled connection, committed when the block ends; rolled back on any
         error, a unique-key violation raised as ``ConcurrencyConflict`` and a driver failure as
-        ``StoreUnavailable``."""
-        with self._raw() as conn:
+        ``StoreUnavailable``. ``autocommit``: see ``_raw``."""
+        with self._raw(autocommit=autocommit) as conn:
             try:
                 yield conn.cursor()
                 conn.commit()
@@ -301,16 +301,28 @@ class SqlEventStore:
         return taken
 
     @contextmanager
-    def _raw(self) -> Iterator[Any]:
+    def _raw(self, *, autocommit: bool = False) -> Iterator[Any]:
         """A pooled driver connection: the hot path skips SQLAlchemy's statement machinery, which
-        costs more per call than SQLite takes to run the statement."""
+        costs more per call than SQLite takes to run the statement.
+
+        ``autocommit`` (PostgreSQL; SQLite ignores it): every statement is its own transaction,
+        for a block of one statement, which then needs no COMMIT or ROLLBACK round trip. The
+        connection goes back to the pool in SQLAlchemy's transactional mode."""
         try:
             conn = self.engine.raw_connection()
         except (OperationalError, PoolTimeout) as exc:
             raise _failed(exc) from exc
+        driver = conn.driver_connection if autocommit and not self._sqlite else None
         try:
+            if driver is not None:
+                driver.autocommit = True  # a local setting: no round trip
             yield conn
         finally:
+            if driver is not None:
+                try:
+                    driver.autocommit = False
+                except self._dbapi.Error:  # broken or closed: the pool's checkout check replaces it
+                    conn.invalidate()
             conn.close()  # back to the pool
 
     def unfinished(self, accepted_before: float | None = None) -> list[tuple[str, int]]:
