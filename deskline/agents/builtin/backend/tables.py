@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from datetime import date, datetime
 from decimal import Decimal
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import DateTime, MetaData
+from sqlalchemy import DateTime, MetaData, Row
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -154,7 +154,7 @@ def customer_row(c: Customer) -> CustomerRow:
     )
 
 
-def customer_record(r: CustomerRow) -> Customer:
+def customer_record(r: CustomerRow | Row[Any]) -> Customer:
     return Customer(
         id=r.id,
         name=r.name,
@@ -180,7 +180,7 @@ def invoice_row(i: Invoice) -> InvoiceRow:
     )
 
 
-def invoice_record(r: InvoiceRow) -> Invoice:
+def invoice_record(r: InvoiceRow | Row[Any]) -> Invoice:
     return Invoice(
         id=r.id,
         customer_id=r.customer_id,
@@ -206,7 +206,7 @@ def charge_row(c: Charge) -> ChargeRow:
     )
 
 
-def charge_record(r: ChargeRow) -> Charge:
+def charge_record(r: ChargeRow | Row[Any]) -> Charge:
     return Charge(
         id=r.id,
         customer_id=r.customer_id,
@@ -235,7 +235,7 @@ def payment_row(p: Payment) -> PaymentRow:
     )
 
 
-def payment_record(r: PaymentRow) -> Payment:
+def payment_record(r: PaymentRow | Row[Any]) -> Payment:
     return Payment(
         id=r.id,
         customer_id=r.customer_id,
@@ -261,7 +261,7 @@ def incident_row(i: Incident) -> IncidentRow:
     )
 
 
-def incident_record(r: IncidentRow) -> Incident:
+def incident_record(r: IncidentRow | Row[Any]) -> Incident:
     return Incident(
         id=r.id,
         component=cast(Component, r.component),
@@ -272,7 +272,7 @@ def incident_record(r: IncidentRow) -> Incident:
     )
 
 
-def ledger_record(r: LedgerRow) -> LedgerEntry:
+def ledger_record(r: LedgerRow | Row[Any]) -> LedgerEntry:
     facts = json.loads(r.facts)
     return LedgerEntry(
         key=r.key,
