@@ -98,6 +98,9 @@ async def _run(desk: Any, prefix: str, seconds: float, concurrency: int, per_con
         nonlocal errors
         n = 0
         due = time.perf_counter()
+        if rate > 0:  # arrivals spread from the start, not a burst of ``concurrency`` messages at once
+            due += random.expovariate(rate / concurrency)
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
         while time.perf_counter() < end:
             cid = f"{prefix}-{k}-{n // per_conv}"
             # With a set rate, latency counts from when the message was due, so time spent waiting
@@ -134,7 +137,8 @@ class _Face:
 
 def open_bench_desk(db: str, store: str) -> Any:
     """The desk on ``db`` with its turns reaching the store as ``store`` says: ``default`` (what
-    the desk picks), ``async`` (the asyncio drivers), ``executor`` (the synchronous store on
+    the desk picks), ``psycopg`` (psycopg's asyncio connections, ``PgEventStore``), ``async``
+    (SQLAlchemy's asyncio engine, ``AsyncSqlEventStore``), ``executor`` (the synchronous store on
     worker threads), ``blocking`` (the synchronous store called on the loop, as before issue 18)."""
     from deskline.config import Settings
     from deskline.runtime import open_desk
@@ -144,8 +148,10 @@ def open_bench_desk(db: str, store: str) -> Any:
         return desk
     from deskline.eventlog.async_sql import AsyncSqlEventStore
     from deskline.eventlog.nonblocking import ExecutorEventStore, InlineEventStore
+    from deskline.eventlog.pg_async import PgEventStore
 
     faces = {"async": lambda s: AsyncSqlEventStore(db), "blocking": InlineEventStore,
+             "psycopg": lambda s: PgEventStore(db),
              "executor": lambda s: ExecutorEventStore(s, workers=1 if db.startswith("sqlite") else 8)}
     desk.store = _Face(desk.store, faces[store](desk.store))
     return desk
@@ -254,7 +260,7 @@ def main() -> None:
                     help="desks per process, one loop each (the executor experiment; 1: today's single loop)")
     ap.add_argument("--sqlite", action="store_true", help="also one process on a SQLite file")
     ap.add_argument("--store", nargs="+", default=["default"],
-                    choices=["default", "async", "executor", "blocking"],
+                    choices=["default", "psycopg", "async", "executor", "blocking"],
                     help="how turns reach the store (see open_bench_desk); one row set per choice")
     ap.add_argument("--rate", type=float, nargs="+", default=[0.0],
                     help="offered turns/s per process (0: as fast as it goes); latency rows at a set load")

@@ -15,6 +15,7 @@ from deskline.eventlog.async_sql import AsyncSqlEventStore
 from deskline.eventlog.database import make_engine
 from deskline.eventlog.events import CustomerMessaged, ReplySent
 from deskline.eventlog.nonblocking import AsyncEventStore, ExecutorEventStore, InlineEventStore
+from deskline.eventlog.pg_async import PgEventStore
 from deskline.eventlog.store import EventStore, MemoryEventStore, SqlEventStore
 
 
@@ -31,7 +32,7 @@ class Driven:
 
 
 STORES = ["memory", "sqlite", "postgres", "memory-inline", "sqlite-asyncio", "postgres-asyncio",
-          "sqlite-executor", "postgres-executor"]
+          "postgres-psycopg", "sqlite-executor", "postgres-executor"]
 
 
 @pytest.fixture(params=STORES)
@@ -51,11 +52,13 @@ def store(request: pytest.FixtureRequest) -> Iterator[EventStore]:
         aio = InlineEventStore(sync)
     elif face == "executor":
         aio = ExecutorEventStore(sync, workers=2, queue=4)
+    elif face == "psycopg":
+        aio = PgEventStore(url)
     else:
         aio = AsyncSqlEventStore(url)
     with asyncio.Runner() as runner:
         yield Driven(aio, runner)  # type: ignore[misc]
-        if isinstance(aio, AsyncSqlEventStore):
+        if isinstance(aio, AsyncSqlEventStore | PgEventStore):
             runner.run(aio.dispose())
 
 

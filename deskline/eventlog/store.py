@@ -183,12 +183,12 @@ class SqlEventStore:
     def nonblocking(self) -> AsyncEventStore:
         """This store's awaitable face for the desk's turns (one per store, made on first use).
 
-        PostgreSQL: this store's calls on a bounded pool of threads (``ExecutorEventStore``, as
-        many as the connection pool lends, backpressure after ``DESKLINE_DB_POOL_TIMEOUT_S``).
-        Measured against the asyncio drivers (``AsyncSqlEventStore``, one round trip per append)
-        on one process, the threads gave 87-93 turns/s to asyncio's 66-74
-        (bench/pg_throughput.py): psycopg's async path and SQLAlchemy's greenlet bridge cost more
-        Python per call than the thread hop. ``DESKLINE_DB_ASYNCIO=1`` picks the asyncio drivers.
+        PostgreSQL: psycopg's asyncio connections (``PgEventStore``: autocommit, one round trip
+        per call, no thread hop). Measured at a set load of 300 turns/s on one process
+        (bench/pg_throughput.py), its turns took p50 4.3-4.5 ms and p99 26-31 ms, against
+        6.5-6.8 ms and 64-73 ms with this store's calls on a bounded pool of threads
+        (``ExecutorEventStore``), which ``DESKLINE_DB_EXECUTOR=1`` still picks; SQLAlchemy's
+        asyncio engine (``AsyncSqlEventStore``) cost more CPU per call than either.
         SQLite: the calls themselves, on the loop. A SQLite call takes tens of microseconds,
         less than a hop to a worker thread and back (a one-worker executor made the embedded
         default's turn ~40 % slower, aiosqlite slower still); several processes on one database
@@ -198,16 +198,16 @@ class SqlEventStore:
 
             if self._sqlite:
                 self._nonblocking = InlineEventStore(self)
-            elif os.environ.get("DESKLINE_DB_ASYNCIO", "").strip().lower() in ("1", "true", "yes"):
-                from deskline.eventlog.async_sql import AsyncSqlEventStore
-
-                self._nonblocking = AsyncSqlEventStore(self.engine.url.render_as_string(hide_password=False))
-            else:
+            elif os.environ.get("DESKLINE_DB_EXECUTOR", "").strip().lower() in ("1", "true", "yes"):
                 from deskline.eventlog.database import DbTimeouts
 
                 limits = DbTimeouts.from_env()
                 self._nonblocking = ExecutorEventStore(self, workers=limits.pool_size + limits.max_overflow,
                                                        wait_s=limits.pool_s)
+            else:
+                from deskline.eventlog.pg_async import PgEventStore
+
+                self._nonblocking = PgEventStore(self.engine.url.render_as_string(hide_password=False))
         face: AsyncEventStore = self._nonblocking
         return face
 
