@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Row, Select, Table, bindparam, select
+from sqlalchemy import Connection, Engine, Row, Select, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
@@ -60,7 +60,7 @@ from deskline.agents.builtin.backend.tables import (
 )
 from deskline.eventlog.database import make_engine
 
-Change = Callable[[Session, datetime], Facts]
+Change = Callable[[Connection, datetime], Facts]
 
 _CUSTOMER: Table = CustomerRow.__table__  # type: ignore[attr-defined]
 _INVOICE: Table = InvoiceRow.__table__  # type: ignore[attr-defined]
@@ -207,60 +207,60 @@ class SqlBackend:
     # -- actions ----------------------------------------------------------------------------
 
     def refund_charge(self, key: str, customer_id: str, charge_id: str) -> Facts:
-        def change(s: Session, now: datetime) -> Facts:
-            row = s.get(ChargeRow, charge_id, with_for_update=True)
+        def change(conn: Connection, now: datetime) -> Facts:
+            row = _locked(conn, _CHARGE, charge_id)
             if row is None or row.customer_id != customer_id:
                 raise _missing("refund_charge", charge_id)
             done, facts = rules.refund(charge_record(row), now)
-            s.merge(charge_row(done))
+            _write(conn, _CHARGE, charge_row(done))
             return facts
 
         return self._perform(key, "refund_charge", customer_id, charge_id, change)
 
     def send_password_reset(self, key: str, customer_id: str) -> Facts:
-        def change(s: Session, now: datetime) -> Facts:
+        def change(conn: Connection, now: datetime) -> Facts:
             sent, facts = rules.send_password_reset(
-                _locked_customer(s, "send_password_reset", customer_id), now
+                _locked_customer(conn, "send_password_reset", customer_id), now
             )
-            s.merge(customer_row(sent))
+            _write(conn, _CUSTOMER, customer_row(sent))
             return facts
 
         return self._perform(key, "send_password_reset", customer_id, customer_id, change)
 
     def unlock_account(self, key: str, customer_id: str) -> Facts:
-        def change(s: Session, now: datetime) -> Facts:
-            unlocked, facts = rules.unlock(_locked_customer(s, "unlock_account", customer_id), now)
-            s.merge(customer_row(unlocked))
+        def change(conn: Connection, now: datetime) -> Facts:
+            unlocked, facts = rules.unlock(_locked_customer(conn, "unlock_account", customer_id), now)
+            _write(conn, _CUSTOMER, customer_row(unlocked))
             return facts
 
         return self._perform(key, "unlock_account", customer_id, customer_id, change)
 
     def retry_payment(self, key: str, customer_id: str, payment_id: str) -> Facts:
-        def change(s: Session, now: datetime) -> Facts:
-            row = s.get(PaymentRow, payment_id, with_for_update=True)
+        def change(conn: Connection, now: datetime) -> Facts:
+            row = _locked(conn, _PAYMENT, payment_id)
             if row is None or row.customer_id != customer_id:
                 raise _missing("retry_payment", payment_id)
             again, facts = rules.retry(payment_record(row), now)
-            s.merge(payment_row(again))
+            _write(conn, _PAYMENT, payment_row(again))
             return facts
 
         return self._perform(key, "retry_payment", customer_id, payment_id, change)
 
     def relock_account(self, key: str, customer_id: str) -> Facts:
-        def change(s: Session, now: datetime) -> Facts:
-            locked, facts = rules.relock(_locked_customer(s, "relock_account", customer_id), now)
-            s.merge(customer_row(locked))
+        def change(conn: Connection, now: datetime) -> Facts:
+            locked, facts = rules.relock(_locked_customer(conn, "relock_account", customer_id), now)
+            _write(conn, _CUSTOMER, customer_row(locked))
             return facts
 
         return self._perform(key, "relock_account", customer_id, customer_id, change)
 
     def cancel_payment_retry(self, key: str, customer_id: str, payment_id: str) -> Facts:
-        def change(s: Session, now: datetime) -> Facts:
-            row = s.get(PaymentRow, payment_id, with_for_update=True)
+        def change(conn: Connection, now: datetime) -> Facts:
+            row = _locked(conn, _PAYMENT, payment_id)
             if row is None or row.customer_id != customer_id:
                 raise _missing("cancel_payment_retry", payment_id)
             back, facts = rules.cancel_retry(payment_record(row), now)
-            s.merge(payment_row(back))
+            _write(conn, _PAYMENT, payment_row(back))
             return facts
 
         return self._perform(key, "cancel_payment_retry", customer_id, payment_id, change)
@@ -275,19 +275,13 @@ class SqlBackend:
             return rules.replay(key, done, action, customer_id, target)
         now = self._clock()
         try:
-            with self._guard(), Session(self._engine) as s, s.begin():
-                entry = LedgerRow(
-                    key=key,
-                    action=action,
-                    customer_id=customer_id,
-                    target=target,
-                    facts="{}",
-                    recorded_at=now,
-                )
-                s.add(entry)
-                s.flush()  # claim the key before touching anything: same-key callers wait here
-                facts = dict(change(s, now))
-                entry.facts = json.dumps(facts, sort_keys=True)
+            with self._guard(), self._engine.begin() as conn:
+                # Claim the key before touching anything: same-key callers wait here.
+                conn.execute(insert(_LEDGER).values(key=key, action=action, customer_id=customer_id,
+                                                    target=target, facts="{}", recorded_at=now))
+                facts = dict(change(conn, now))
+                conn.execute(update(_LEDGER).where(_LEDGER.c.key == key)
+                             .values(facts=json.dumps(facts, sort_keys=True)))
         except IntegrityError:
             done = self.recorded(key)
             if done is None:
@@ -326,8 +320,21 @@ def _missing(action: ActionName, target: str) -> ActionRejected:
     return ActionRejected(f"{target} not found", action=action, target=target)
 
 
-def _locked_customer(s: Session, action: ActionName, customer_id: str) -> Customer:
-    row = s.get(CustomerRow, customer_id, with_for_update=True)
+def _locked_customer(conn: Connection, action: ActionName, customer_id: str) -> Customer:
+    row = _locked(conn, _CUSTOMER, customer_id)
     if row is None:
         raise _missing(action, customer_id)
     return customer_record(row)
+
+
+def _locked(conn: Connection, table: Table, key: str) -> Row[Any] | None:
+    """The row whose primary key is ``key``, locked until the transaction ends (``FOR UPDATE``
+    on PostgreSQL; SQLite's single writer already holds the database)."""
+    return conn.execute(_BY_KEY[table.name].with_for_update(), {"key": key}).first()
+
+
+def _write(conn: Connection, table: Table, row: SeedRow) -> None:
+    """Store every column of ``row`` over the row with its primary key."""
+    (column,) = table.primary_key.columns
+    values = row.model_dump()
+    conn.execute(update(table).where(column == values.pop(column.name)).values(**values))
