@@ -165,6 +165,12 @@ def worker(params: dict[str, Any]) -> None:
     threads = params.get("threads", 1)
     if threads <= 1:
         desk = open_bench_desk(params["db"], params.get("store", "default"))
+        try:  # as ``deskline serve`` does once its app is up
+            from deskline.runtime import freeze_startup_heap
+        except ImportError:  # the code before issue 18
+            pass
+        else:
+            freeze_startup_heap()
 
         async def session() -> dict[str, Any]:  # one loop: the asyncio pool warmed up is the one measured
             await _run(desk, f"warm{params['k']}", params["warmup_s"], params["concurrency"])

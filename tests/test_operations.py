@@ -341,3 +341,27 @@ def test_bad_timeout_settings_are_refused_with_the_variable_named() -> None:
     finally:
         del os.environ["DESKLINE_LIMIT_CONCURRENCY"]
     assert ServerLimits().uvicorn_options()["limit_concurrency"] == 1000
+
+
+def test_a_served_app_freezes_what_start_up_left_alive(tmp_path: Path) -> None:
+    """The app ``deskline serve`` builds (``create_app_from_env``) takes its start-up objects out
+    of full garbage collections once its lifespan starts; an app made with ``create_app`` (a host
+    embedding deskline, the tests) leaves the collector alone. In a process of its own: a freeze
+    lasts for the life of the process."""
+    script = (
+        "import gc\n"
+        "from fastapi.testclient import TestClient\n"
+        "from deskline.api.app import create_app, create_app_from_env\n"
+        "from deskline.config import Settings\n"
+        "with TestClient(create_app(Settings(database_url='sqlite://'))):\n"
+        "    embedded = gc.get_freeze_count()\n"
+        "with TestClient(create_app_from_env()):\n"
+        "    served = gc.get_freeze_count()\n"
+        "print(embedded, served)\n"
+    )
+    env = {**os.environ, "DESKLINE_DATABASE_URL": f"sqlite:///{tmp_path / 'desk.db'}"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    embedded, served = map(int, out.stdout.split()[-2:])
+    assert embedded == 0
+    assert served > 10_000  # the imported modules alone are tens of thousands of objects

@@ -69,6 +69,10 @@ def _lifespan(bus: Any, desk: SupportDesk, sweep_interval_s: float) -> Callable[
             from deskline.i18n.detect import warm
 
             await asyncio.get_running_loop().run_in_executor(None, warm)  # the language model, off the loop
+            if getattr(app.state, "freeze_startup_heap", False):
+                from deskline.runtime import freeze_startup_heap
+
+                freeze_startup_heap()
             if bus is not None:
                 await stack.enter_async_context(bus.lifespan(app))
             await stack.enter_async_context(sweeping(desk, sweep_interval_s))
@@ -221,8 +225,11 @@ async def _check(probe: Callable[[], Awaitable[Any]], timeout_s: float) -> str:
 
 
 def create_app_from_env() -> FastAPI:
-    """For uvicorn's ``--factory``: one app per worker, configured from ``DESKLINE_*``."""
-    return create_app(Settings.from_env(), web=WebSettings.from_env())
+    """For uvicorn's ``--factory``: one app per worker, configured from ``DESKLINE_*``; a server
+    process of its own, so what start-up leaves alive is frozen out of full collections."""
+    app = create_app(Settings.from_env(), web=WebSettings.from_env())
+    app.state.freeze_startup_heap = True
+    return app
 
 
 def _pages(app: FastAPI, web: WebSettings) -> None:
