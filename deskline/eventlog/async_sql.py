@@ -1,4 +1,9 @@
-"""``AsyncSqlEventStore``: the event log over the asyncio drivers, for the desk's turns.
+"""``AsyncSqlEventStore``: the event log over SQLAlchemy's asyncio engine.
+
+Not the desk's default: on PostgreSQL the turns use ``PgEventStore`` (psycopg's asyncio
+connections without SQLAlchemy's pool and greenlet bridge, which cost more CPU per call than the
+statement), on SQLite the synchronous store in place. Kept for the contract suite's asyncio SQLite
+face and the benchmark's comparison (``bench/pg_throughput.py --store async``).
 
 PostgreSQL through psycopg 3's async connection, SQLite (a file) through aiosqlite, each on
 SQLAlchemy's asyncio pool (``make_async_engine``: autocommit connections, same timeouts and pool

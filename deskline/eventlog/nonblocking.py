@@ -3,15 +3,18 @@
 ``AsyncEventStore`` is ``EventStore`` with every method a coroutine, and the same contract
 (tests/test_store_contract.py runs on every implementation):
 
-- ``AsyncSqlEventStore`` (``deskline.eventlog.async_sql``): the asyncio drivers, psycopg 3 for
-  PostgreSQL (an append is one statement, one round trip) and aiosqlite for a SQLite file;
+- ``PgEventStore`` (``deskline.eventlog.pg_async``): psycopg 3's asyncio connections on
+  PostgreSQL, one statement and one round trip per call (the desk's turns on PostgreSQL);
+- ``AsyncSqlEventStore`` (``deskline.eventlog.async_sql``): SQLAlchemy's asyncio engine, psycopg 3
+  for PostgreSQL and aiosqlite for a SQLite file (measured slower than either of the others);
 - ``ExecutorEventStore``: any synchronous store on a bounded pool of threads, with backpressure
   (at most ``workers + queue`` calls in flight; past that a call waits ``wait_s`` for a slot,
   then ``StoreUnavailable``), so a slow database makes turns wait instead of piling up threads;
 - ``InlineEventStore``: a store that never waits on I/O (``MemoryEventStore``) called in place.
 
 ``nonblocking(store)`` picks one for a synchronous store: the store's own ``nonblocking()``
-when its class has one (``SqlEventStore``: the asyncio drivers), else the executor. The
+when its class has one (``SqlEventStore``: ``PgEventStore``, or in place on SQLite), else the
+executor. The
 synchronous stores stay for the CLI, the human console's worker threads and migrations.
 """
 
