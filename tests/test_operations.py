@@ -365,3 +365,30 @@ def test_a_served_app_freezes_what_start_up_left_alive(tmp_path: Path) -> None:
     embedded, served = map(int, out.stdout.split()[-2:])
     assert embedded == 0
     assert served > 10_000  # the imported modules alone are tens of thousands of objects
+
+
+@pytest.mark.postgres
+def test_the_built_in_system_of_record_answers_a_hung_database_with_backend_unavailable(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The built-in system of record's reads run on the driver (no SQLAlchemy between): a database
+    that stops answering still gives the operation layer's transient ``BackendUnavailable`` within
+    the round-trip bound, not a driver error, and the same backend reads again once it answers."""
+    from deskline.agents.builtin.backend import BackendUnavailable
+    from deskline.agents.builtin.backend.sql import SqlBackend
+
+    monkeypatch.setenv("DESKLINE_DB_STATEMENT_TIMEOUT_S", "1")  # the client gives up after 2 s
+    proxy = PausableProxy(("127.0.0.1", 5432))
+    backend = SqlBackend.from_url(_proxied(postgres_url, proxy.port))
+    try:
+        assert backend.customer("C-1001") is not None
+        proxy.pause()
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailable):
+            backend.customer("C-1001")
+        assert time.monotonic() - started < 4
+        proxy.resume()
+        assert backend.customer("C-1001") is not None  # the dropped connection was replaced
+    finally:
+        proxy.close()
+        backend.engine.dispose()
