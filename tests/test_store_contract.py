@@ -136,16 +136,38 @@ def test_unreachable_database_is_one_clear_error() -> None:
     assert "cannot reach the database" in err.value.message
 
 
-def test_unreachable_database_is_one_clear_error_for_the_asyncio_store() -> None:
-    """The asyncio store on a server that is not there gives StoreUnavailable too."""
+@pytest.mark.parametrize("make", [AsyncSqlEventStore, PgEventStore])
+def test_unreachable_database_is_one_clear_error_for_the_asyncio_stores(make: Callable[[str], Any]) -> None:
+    """The asyncio stores on a server that is not there give StoreUnavailable too."""
 
     async def touch() -> None:
-        store = AsyncSqlEventStore("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")
+        store = make("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")
         await store.load("c1")
 
     with pytest.raises(StoreUnavailable) as err:
         asyncio.run(touch())
     assert "cannot reach the database" in err.value.message
+
+
+@pytest.mark.postgres
+def test_the_psycopg_store_refuses_calls_past_its_pool(postgres_url: str) -> None:
+    """With every pooled connection in use, a further call waits DESKLINE_DB_POOL_TIMEOUT_S in
+    line and gets StoreUnavailable ("busy"); once one comes back, calls go through again."""
+    from deskline.eventlog.database import DbTimeouts
+
+    SqlEventStore(make_engine(postgres_url))  # the schema
+    store = PgEventStore(postgres_url, DbTimeouts(pool_size=1, max_overflow=0, pool_s=0.2))
+
+    async def crowd() -> None:
+        async with store._conn():  # the pool's only connection, held
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(StoreUnavailable, match="busy"):
+                await store.load("c1")
+            assert asyncio.get_running_loop().time() - started >= 0.2
+        assert await store.load("c1") == []
+        await store.dispose()
+
+    asyncio.run(crowd())
 
 
 def test_the_executor_refuses_calls_past_its_bound() -> None:

@@ -180,11 +180,14 @@ class _Pool:
     async def get(self) -> Any:
         import psycopg
 
-        try:
-            async with asyncio.timeout(self.timeouts.pool_s):
-                await self._slots.acquire()
-        except TimeoutError:
-            raise StoreUnavailable("every database connection is busy; try again shortly") from None
+        if self._slots.locked():  # none free: wait in line, for a bounded time
+            try:
+                async with asyncio.timeout(self.timeouts.pool_s):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise StoreUnavailable("every database connection is busy; try again shortly") from None
+        else:
+            await self._slots.acquire()  # free: returns at once
         try:
             while self._idle:
                 conn = self._idle.pop()
