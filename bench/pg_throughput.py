@@ -1,7 +1,7 @@
 """Turns/s and turn latency with many conversations at once, on PostgreSQL (and SQLite).
 
     python bench/pg_throughput.py [--procs 1 2 4] [--concurrency 50] [--seconds 10] [--postgres URL]
-                                  [--sqlite] [--no-postgres] [--store default async executor blocking]
+                                  [--sqlite] [--no-postgres] [--store default psycopg async executor blocking]
                                   [--rate R ...] [--json]
 
 Each process opens the desk (``open_desk``: the real store, the built-in desk, no model) on one
@@ -9,48 +9,56 @@ fresh PostgreSQL schema and runs ``--concurrency`` conversations at once on its 
 one turn after another, three turns per conversation, then a new one), for ``--seconds`` after a
 warm-up on the same loop; all processes start together. Reported: turns/s summed over processes,
 and p50/p99 of the turn latency over all turns. ``--store`` picks how the turns reach the store
-(``open_bench_desk``): ``default`` what the desk picks (issue 18: PostgreSQL through the asyncio
-store, SQLite through the bounded executor), ``async``, ``executor``, or ``blocking`` (the
-synchronous store called on the loop, as before). ``--rate R`` offers about R turns/s per process
-(random pauses between a conversation's turns) and counts latency from when each message was due,
-so loop stalls caused by blocking calls show in p99. Without ``--rate`` latency is closed-loop:
-with a blocking store a turn never yields, so its own latency looks short while the others wait
-unmeasured; compare turns/s there. Run the "before" rows on the code before issue 18 by putting
-its checkout first on PYTHONPATH (``open_bench_desk`` leaves a desk without ``aio`` as it is).
+(``open_bench_desk``): ``default`` what the desk picks (PostgreSQL: psycopg's asyncio connections,
+``PgEventStore``; SQLite: the synchronous store in place), ``psycopg``, ``async`` (SQLAlchemy's
+asyncio engine), ``executor`` (the synchronous store on worker threads), or ``blocking`` (the
+synchronous store called on the loop, as before issue 18). ``--rate R`` offers about R turns/s per
+process (random pauses between a conversation's turns, the first arrivals spread too) and counts
+latency from when each message was due, so loop stalls caused by blocking calls show in p99.
+Without ``--rate`` latency is closed-loop: with a blocking store a turn never yields, so its own
+latency looks short while the others wait unmeasured; compare turns/s there. Run the "before" rows
+on the code before issue 18 by putting its checkout first on PYTHONPATH (``open_bench_desk`` leaves
+a desk without ``aio`` as it is).
 A benchmark: it prints figures, asserts nothing.
 
-Figures (2026-12-01, 2 CPUs, Python 3.11, PostgreSQL on loopback, the machine otherwise idle but
-slower than on 2026-11-21: the peers' fastest row took 8.4-8.7 ms a turn where it took 2.9 ms):
+Figures (2026-12-01, second session: 2 CPUs, Python 3.11, PostgreSQL 15 on loopback, the
+machine otherwise idle; before = 2811085 on PYTHONPATH, after = this code; 8 s a row, run back to
+back; the machine ran the same code ~2.7x faster than in the first session, whose rows are not comparable):
 
-    before = 2811085 (sync store and skills on the loop), after = this code, 8 s per row:
-    db          store     procs  conc  turns/s  p50 ms  p99 ms
-    postgresql  before      1     50     87.2    10.99   27.05   (closed loop: see above)
-    postgresql  before      1     50     83.3    11.70   26.63   (again, after the "after" rows)
-    postgresql  before      2     50    191.1     9.99   22.14
-    postgresql  before      4     50    149.3    24.18   68.62
-    sqlite      before      1     50    269.2     3.41   15.97
-    postgresql  after       1     50     84.9   565.1  1009.42
-    postgresql  after       2     50    125.7   705.38  1782.41
-    postgresql  after       4     50    154.2  1034.98  3300.68
-    sqlite      after       1     50    289.0     3.30   19.00
+    db          store   procs  conc  offered  turns/s  p50 ms   p99 ms
+    postgresql  before    1     50     max     232.0    4.55     8.27   (closed loop: see above)
+    postgresql  before    2     50     max     492.5    3.89    10.41
+    postgresql  before    4     50     max     487.3    7.66    19.94
+    sqlite      before    1     50     max     909.4    1.12     4.74
+    postgresql  after     1     50     max     572.5   86.85   122.82   (2.47x one process)
+    postgresql  after     2     50     max     716.5  128.97   400.62
+    postgresql  after     4     50     max     437.2  310.39  2330.62   (4 processes on 2 CPUs)
+    sqlite      after     1     50     max    1132.8    0.76     4.90
 
-    one process, interleaved rounds (the other core busy with a llama.cpp server), turns/s:
-    asyncio drivers 73.9 / 65.7 / 79.9 / 87.1, bounded executor 93.0 / 87.1 / 90.5 / 89.9,
-    blocking on the loop 63.3 / 65.9 / 56.9 / 63.7  ->  the executor is the default.
+    at a set load, one process, 10 s a row (``--rate``; turns/s is what was served):
+    before  offered 150: 128.8 turns/s, p50 8.25 ms, p99 27.57 ms
+    before  offered 250: 197.3 turns/s, p50 26.33 ms, p99 83.46 ms
+    after   offered 300: 281.7 turns/s, p50 4.41 ms, p99 22.41 ms
+    after   offered 400: 364.6 turns/s, p50 5.54 ms, p99 45.39 ms
+    after   offered 500: 432.1 turns/s, p50 7.67 ms, p99 43.32 ms
+    after   offered 600: 483.6 / 444.7 / 495.2 turns/s, p99 47.41 / 72.98 / 51.13 ms (three runs)
+    after   offered 700: 536.0 turns/s, p50 15.68 ms, p99 53.22 ms
 
-    later, after the classifier stopped scoring a follow-up's text twice (8 s per row, back to back):
-    after 70.7 / 109.2 turns/s (1 / 2 processes), before 82.8 / 154.7; at --rate 40, one process:
-    after p50 24.2 ms p99 694 ms, before p50 17.9 ms p99 386 ms.
+    one process, ``--store`` side by side at offered 300: psycopg's asyncio connections (the
+    default) p50 4.3-5.4 ms, p99 26-54 ms; the bounded executor p50 6.5-16 ms, p99 64-127 ms.
+    Two processes at the most they serve: psycopg 646-670 turns/s, executor 541-545. Four (twice
+    the CPUs): the executor 568-599, psycopg 404-454 with 38 % of the CPU in the kernel (each
+    round trip registers and unregisters its socket with the loop's selector).
 
-A PostgreSQL turn costs ~10 ms of CPU here (``time.process_time`` over a run: 80 turns/s at 0.80
-of a core), four times the in-memory embedded turn: psycopg's Python, the built-in system of
-record's SQLModel sessions, and the thread hops that keep them off the loop. One process is
-CPU-bound, so overlapping its database waits cannot double its turns/s: the issue's goal (2x one
-process, p99 < 50 ms at that load) is NOT met. On loopback a round trip takes ~0.1 ms, so the
-blocking code lost little by waiting and the thread hops that replace the waits cost more than
-they save: the non-blocking code is 15-30 % below it in turns/s and its p99 at a set load is
-higher. Against a database a network away (~1 ms a round trip) the balance should turn; not
-measured here.
+What the PostgreSQL turn cost, and what took it down (CPU of the process per turn, ~2.2 ms
+before, ~1.6 ms after; the whole machine's ~3.2 ms before, ~2.3-2.6 ms after): the hot path in
+autocommit (a load and an append without COMMIT or ROLLBACK round trips); the append's rows as one
+JSON text (psycopg dumped each list parameter in Python, escaping every quote by regex); the
+turns' store on psycopg's asyncio connections (no thread hop per call, no SQLAlchemy asyncio
+bridge); the built-in system of record's reads on the driver and its actions through Core (an
+ORM read cost 280 us of CPU, a driver read 63 us); the server's start-up heap frozen out of full
+garbage collections (30-75 ms stalls of every turn); the grounding checks' patterns looking
+ahead for their first character.
 """
 
 from __future__ import annotations
