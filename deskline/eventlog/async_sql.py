@@ -37,7 +37,7 @@ from sqlalchemy.util import greenlet_spawn
 from deskline.errors import ConcurrencyConflict, DesklineError, StoreUnavailable
 from deskline.eventlog.database import DbTimeouts, make_async_engine
 from deskline.eventlog.events import Event, Recorded
-from deskline.eventlog.pg_append import APPEND, append_params, check_append
+from deskline.eventlog.pg_append import APPEND, LEASE, LOAD, append_params, check_append
 from deskline.eventlog.store import (
     EVENTS,
     OPEN_TURNS,
@@ -52,9 +52,6 @@ from deskline.eventlog.store import (
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-LOAD = "SELECT seq, turn, data, created_at FROM events WHERE conversation_id = %s AND seq > %s ORDER BY seq"
-LEASE = ("UPDATE open_turns SET holder = %s, lease_until = %s WHERE conversation_id = %s AND turn = %s "
-         "AND (holder IS NULL OR holder = %s OR lease_until < %s)")
 
 
 class AsyncSqlEventStore:

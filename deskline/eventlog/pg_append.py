@@ -16,7 +16,12 @@ from deskline.errors import ConcurrencyConflict
 from deskline.eventlog.events import Recorded
 from deskline.eventlog.store import _lease_lost, _message_key
 
-__all__ = ["APPEND", "append_params", "check_append"]
+__all__ = ["APPEND", "LEASE", "LOAD", "append_params", "check_append"]
+
+# The other hot-path statements, in psycopg's placeholders (the asyncio stores swap in "?" for aiosqlite).
+LOAD = "SELECT seq, turn, data, created_at FROM events WHERE conversation_id = %s AND seq > %s ORDER BY seq"
+LEASE = ("UPDATE open_turns SET holder = %s, lease_until = %s WHERE conversation_id = %s AND turn = %s "
+         "AND (holder IS NULL OR holder = %s OR lease_until < %s)")
 
 # One statement, one round trip, one transaction. Sub-statements share a snapshot, so the lease
 # is checked with a locking read (``FOR UPDATE`` waits for a concurrent taker and re-reads the

@@ -34,12 +34,8 @@ from sqlalchemy import make_url
 from deskline.errors import ConcurrencyConflict, DesklineError, StoreUnavailable
 from deskline.eventlog.database import DbTimeouts, _pg_connect_args, _stale
 from deskline.eventlog.events import Event, Recorded
-from deskline.eventlog.pg_append import APPEND, append_params, check_append
+from deskline.eventlog.pg_append import APPEND, LEASE, LOAD, append_params, check_append
 from deskline.eventlog.store import _failed, _records, _turn_changes, parse_row
-
-LOAD = "SELECT seq, turn, data, created_at FROM events WHERE conversation_id = %s AND seq > %s ORDER BY seq"
-LEASE = ("UPDATE open_turns SET holder = %s, lease_until = %s WHERE conversation_id = %s AND turn = %s "
-         "AND (holder IS NULL OR holder = %s OR lease_until < %s)")
 
 
 class PgEventStore:
