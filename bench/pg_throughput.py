@@ -41,7 +41,8 @@ back; the machine ran the same code ~2.7x faster than in the first session, whos
     after   offered 300: 281.7 turns/s, p50 4.41 ms, p99 22.41 ms
     after   offered 400: 364.6 turns/s, p50 5.54 ms, p99 45.39 ms
     after   offered 500: 432.1 turns/s, p50 7.67 ms, p99 43.32 ms
-    after   offered 600: 483.6 / 444.7 / 495.2 turns/s, p99 47.41 / 72.98 / 51.13 ms (three runs)
+    after   offered 560-600, seven runs: 483.6 / 444.7 / 495.2 / 485.6 / 514.9 / 508.0 / 468.8
+            turns/s, p99 47.41 / 72.98 / 51.13 / 47.01 / 42.83 / 44.45 / 58.58 ms (median 47.41)
     after   offered 700: 536.0 turns/s, p50 15.68 ms, p99 53.22 ms
 
     one process, ``--store`` side by side at offered 300: psycopg's asyncio connections (the
