@@ -185,8 +185,8 @@ class SqlEventStore:
 
         PostgreSQL: psycopg's asyncio connections (``PgEventStore``: autocommit, one round trip
         per call, no thread hop). Measured at a set load of 300 turns/s on one process
-        (bench/pg_throughput.py), its turns took p50 4.3-4.5 ms and p99 26-31 ms, against
-        6.5-6.8 ms and 64-73 ms with this store's calls on a bounded pool of threads
+        (bench/pg_throughput.py), its turns took p50 4.3-5.4 ms and p99 26-54 ms, against
+        6.5-16 ms and 64-127 ms with this store's calls on a bounded pool of threads
         (``ExecutorEventStore``), which ``DESKLINE_DB_EXECUTOR=1`` still picks; SQLAlchemy's
         asyncio engine (``AsyncSqlEventStore``) cost more CPU per call than either.
         SQLite: the calls themselves, on the loop. A SQLite call takes tens of microseconds,
